@@ -13,16 +13,11 @@ import numpy as np
 
 def rng_for(seed: int, *keys: object) -> np.random.Generator:
     """A PCG64 generator seeded from the run seed and any number of string-able keys."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(str(int(seed)).encode())
-    for key in keys:
-        digest.update(b"\x1f")
-        digest.update(str(key).encode("utf-8"))
-    return np.random.default_rng(int.from_bytes(digest.digest(), "little"))
+    return np.random.default_rng(seed_for(seed, *keys))
 
 
 def seed_for(seed: int, *keys: object) -> int:
-    """The 63-bit integer seed `rng_for` would use, for recording in provenance."""
+    """A 63-bit integer derived from the run seed and keys; small enough to record in JSON."""
     digest = hashlib.blake2b(digest_size=8)
     digest.update(str(int(seed)).encode())
     for key in keys:
