@@ -1,0 +1,136 @@
+"""Replay hypotheses produced elsewhere (a cloud API's output, another toolkit's decode) from a file."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from harness.backends.base import TranscriptionRequest
+from harness.errors import BackendError
+
+MATCH_MODES = ("exact", "stem")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplayCoverage:
+    """How the replay file's ids line up with the manifest's."""
+
+    n_manifest: int
+    n_matched: int
+    missing_examples: tuple[str, ...]  # manifest ids with no hypothesis: scored as empty transcripts
+    n_unused: int  # hypothesis ids that match no manifest utterance
+    unused_examples: tuple[str, ...]
+
+    @property
+    def n_missing(self) -> int:
+        return self.n_manifest - self.n_matched
+
+
+class ReplayBackend:
+    """Looks up each utterance's hypothesis by id; needs no audio.
+
+    `match="stem"` compares ids with any file extension removed, for files keyed by audio file
+    name whose extension changed between pipelines (clip.mp3 in the corpus, clip.wav in the outputs).
+    A manifest utterance with no hypothesis is transcribed as "" (all deletions), never dropped.
+    """
+
+    name = "replay"
+    sample_rate_hz = None
+
+    def __init__(self, hypotheses: str, id_column: str = "id", hypothesis_column: str = "hypothesis", match: str = "exact"):
+        if match not in MATCH_MODES:
+            raise BackendError(f"replay: match={match!r} is not one of {', '.join(MATCH_MODES)}. Use match=stem to ignore file extensions in ids.")
+        self.path = Path(hypotheses)
+        self.id_column = id_column
+        self.hypothesis_column = hypothesis_column
+        self.match = match
+        self._by_key = {self._key(i): text for i, text in _read_hypotheses(self.path, id_column, hypothesis_column)}
+        self._sha256 = hashlib.sha256(self.path.read_bytes()).hexdigest()
+        self.coverage: ReplayCoverage | None = None
+
+    def _key(self, utterance_id: str) -> str:
+        if self.match == "stem":
+            pure = PurePosixPath(utterance_id)
+            return str(pure.with_suffix("")) if pure.suffix else utterance_id
+        return utterance_id
+
+    def prepare(self, utterance_ids: Iterable[str]) -> ReplayCoverage:
+        """Check coverage against the manifest before any work; stop if nothing matches at all."""
+        ids = list(utterance_ids)
+        keys = {self._key(i) for i in ids}
+        missing = [i for i in ids if self._key(i) not in self._by_key]
+        unused = [k for k in self._by_key if k not in keys]
+        if ids and len(missing) == len(ids):
+            raise BackendError(
+                f"replay: none of the {len(ids)} manifest ids matches an id in {self.path} (column {self.id_column!r}). "
+                f"Manifest ids look like {ids[:3]}; hypothesis ids look like {list(self._by_key)[:3]}. "
+                "Map the right columns (--backend-arg id_column=..., hypothesis_column=...) or try --backend-arg match=stem."
+            )
+        self.coverage = ReplayCoverage(
+            n_manifest=len(ids), n_matched=len(ids) - len(missing), missing_examples=tuple(missing[:5]),
+            n_unused=len(unused), unused_examples=tuple(unused[:5]),
+        )
+        return self.coverage
+
+    def transcribe(self, batch: list[TranscriptionRequest]) -> list[str]:
+        return [self._by_key.get(self._key(request.utterance_id), "") for request in batch]
+
+    def has_hypothesis(self, utterance_id: str) -> bool:
+        return self._key(utterance_id) in self._by_key
+
+    def describe(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "hypotheses": str(self.path.resolve()), "hypotheses_sha256": self._sha256,
+            "id_column": self.id_column, "hypothesis_column": self.hypothesis_column, "match": self.match,
+        }
+        if self.coverage is not None:
+            record["coverage"] = {
+                "matched": self.coverage.n_matched, "missing": self.coverage.n_missing,
+                "missing_examples": list(self.coverage.missing_examples),
+                "unused": self.coverage.n_unused, "unused_examples": list(self.coverage.unused_examples),
+            }
+        return record
+
+
+def _read_hypotheses(path: Path, id_column: str, hypothesis_column: str) -> list[tuple[str, str]]:
+    if not path.is_file():
+        raise BackendError(f"replay: hypotheses file {path} not found. Pass it as --backend-arg hypotheses=PATH.")
+    suffix = path.suffix.lower()
+    rows: list[tuple[int, dict[str, Any]]] = []
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        with path.open(encoding="utf-8") as handle:
+            for line_number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append((line_number, json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    raise BackendError(f"{path}:{line_number}: not valid JSON ({exc.msg}). Fix or delete the line.") from exc
+    elif suffix in (".tsv", ".csv", ".tab", ".txt"):
+        delimiter = "," if suffix == ".csv" else "\t"
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE)
+            rows = [(reader.line_num, row) for row in reader]
+            header = reader.fieldnames or []
+        for column in (id_column, hypothesis_column):
+            if column not in header:
+                raise BackendError(f"{path}:1: no column {column!r}; the header has {header}. Name the right one with --backend-arg id_column=... / hypothesis_column=....")
+    else:
+        raise BackendError(f"replay: {path} has unknown format {path.suffix!r}. Use .tsv, .csv or .jsonl.")
+    pairs: list[tuple[str, str]] = []
+    seen: dict[str, int] = {}
+    for line_number, row in rows:
+        if id_column not in row:
+            raise BackendError(f"{path}:{line_number}: field {id_column!r} missing. Name the id field with --backend-arg id_column=....")
+        utterance_id = str(row[id_column])
+        if utterance_id in seen:
+            raise BackendError(f"{path}:{line_number}: field {id_column!r} value {utterance_id!r} repeats line {seen[utterance_id]}. Keep one hypothesis per id.")
+        seen[utterance_id] = line_number
+        text = row.get(hypothesis_column)
+        pairs.append((utterance_id, "" if text is None else str(text)))
+    return pairs

@@ -1,0 +1,191 @@
+"""The `asrfair` command: a thin typer layer; every command is a call into the library."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from harness.errors import HarnessError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Speech-recognition fairness evaluation: WER by slice, with honest uncertainty.")
+noise_app = typer.Typer(no_args_is_help=True, help="Noise profiles: list, add your own recordings, preview.")
+app.add_typer(noise_app, name="noise")
+console = Console()
+error_console = Console(stderr=True)
+
+ByOption = Annotated[Optional[list[str]], typer.Option("--by", help="Tag (or condition) to slice by; repeat for several.")]
+ColumnOptions = dict
+
+
+def _fail(error: HarnessError) -> None:
+    error_console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+def _column_map(id_column: str, audio_column: str, text_column: str, speaker_column: str, tag_columns: Optional[str], missing_value: Optional[list[str]]):
+    from harness.manifest import ColumnMap
+
+    tags = tuple(t.strip() for t in tag_columns.split(",") if t.strip()) if tag_columns else None
+    return ColumnMap(id=id_column, audio=audio_column, text=text_column, speaker=speaker_column, tags=tags, missing_values=("", *(missing_value or [])))
+
+
+IdColumn = Annotated[str, typer.Option("--id-column", help="Field holding the utterance id.")]
+AudioColumn = Annotated[str, typer.Option("--audio-column", help="Field holding the audio path (relative to the manifest).")]
+TextColumn = Annotated[str, typer.Option("--text-column", help="Field holding the reference transcript.")]
+SpeakerColumn = Annotated[str, typer.Option("--speaker-column", help="Field holding the speaker id.")]
+TagColumns = Annotated[Optional[str], typer.Option("--tag-columns", help="Comma-separated fields to use as tags (default: all other columns).")]
+MissingValue = Annotated[Optional[list[str]], typer.Option("--missing-value", help="Tag value meaning 'not given' (e.g. NA); repeatable.")]
+
+
+@app.command()
+def validate(
+    manifest: Annotated[str, typer.Argument(help="Manifest: .jsonl, .csv, .tsv, .parquet or a Hugging Face dataset directory.")],
+    id_column: IdColumn = "id", audio_column: AudioColumn = "audio", text_column: TextColumn = "text",
+    speaker_column: SpeakerColumn = "speaker", tag_columns: TagColumns = None, missing_value: MissingValue = None,
+    no_audio: Annotated[bool, typer.Option("--no-audio", help="Do not require audio (for replayed hypotheses).")] = False,
+) -> None:
+    """Check a manifest and list every problem; exit 2 if there is any."""
+    from harness.manifest import load_manifest
+    from harness.errors import ManifestError
+
+    try:
+        loaded = load_manifest(manifest, columns=_column_map(id_column, audio_column, text_column, speaker_column, tag_columns, missing_value), require_audio=not no_audio)
+    except ManifestError as error:
+        error_console.print(f"[bold red]{len(error.problems)} problem(s)[/] in {manifest}:", highlight=False)
+        for problem in error.problems:
+            error_console.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2)
+    except HarnessError as error:
+        _fail(error)
+    speakers = len({u.speaker for u in loaded if u.speaker})
+    console.print(f"{manifest}: {len(loaded)} utterances, {speakers} speakers, tags: {', '.join(loaded.tag_names) or 'none'}. No problems found.", highlight=False)
+
+
+@app.command()
+def run(
+    manifest: Annotated[str, typer.Argument(help="Manifest: .jsonl, .csv, .tsv, .parquet or a Hugging Face dataset directory.")],
+    backend: Annotated[str, typer.Option("--backend", help="ASR backend: pocketsphinx, transformers or replay.")] = "pocketsphinx",
+    backend_arg: Annotated[Optional[list[str]], typer.Option("--backend-arg", help="Backend option KEY=VALUE; repeatable.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Utterances per backend call.")] = 16,
+    normalizer: Annotated[str, typer.Option("--normalizer", help="Text normaliser: none, basic, basic-unicode, whisper-english.")] = "basic",
+    seed: Annotated[int, typer.Option("--seed", help="Run seed; every random draw derives from (seed, utterance, condition).")] = 0,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default reports/<run-id>).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")] = False,
+    profile: Annotated[Optional[list[str]], typer.Option("--profile", help="Noise profile name or YAML path; repeatable.")] = None,
+    snr: Annotated[Optional[str], typer.Option("--snr", help="Comma-separated SNRs in dB for additive noise, e.g. 20,10,5,0.")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Threads preparing audio ahead of the backend.")] = 2,
+    by: ByOption = None,
+    cross: Annotated[bool, typer.Option("--cross", help="With several --by, also report their intersections.")] = False,
+    min_speakers: Annotated[int, typer.Option("--min-speakers", help="Slices with fewer speakers are flagged small.")] = 10,
+    min_words: Annotated[int, typer.Option("--min-words", help="Slices with fewer reference words are flagged small.")] = 100,
+    id_column: IdColumn = "id", audio_column: AudioColumn = "audio", text_column: TextColumn = "text",
+    speaker_column: SpeakerColumn = "speaker", tag_columns: TagColumns = None, missing_value: MissingValue = None,
+) -> None:
+    """Transcribe a manifest with a backend (under noise conditions, if given), score it, and print WER by slice."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from harness.backends import load_backend, parse_backend_args
+    from harness.manifest import load_manifest
+    from harness.runner import build_conditions, run_evaluation
+
+    try:
+        snrs = _parse_snrs(snr)
+        profiles = _load_profiles(profile or [])
+        conditions = build_conditions(profiles, snrs)
+        options = parse_backend_args(backend_arg or [])
+        columns = _column_map(id_column, audio_column, text_column, speaker_column, tag_columns, missing_value)
+        loaded = load_manifest(manifest, columns=columns, require_audio=backend != "replay")
+        engine = load_backend(backend, options)
+        out_dir = out or Path("reports") / f"{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{backend}"
+        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=error_console, transient=True, disable=not sys.stderr.isatty()) as bar:
+            task = bar.add_task(f"{backend}", total=len(loaded) * len(conditions))
+            summary = run_evaluation(
+                loaded, engine, out_dir=out_dir, normalizer=normalizer, seed=seed, batch_size=batch_size,
+                conditions=conditions, resume=resume, prep_workers=workers, backend_options=options,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    except KeyboardInterrupt:
+        error_console.print(f"interrupted; finished batches are saved. Continue with the same command plus --resume --out {out_dir}.")
+        raise typer.Exit(code=130)
+    except HarnessError as error:
+        _fail(error)
+    error_console.print(
+        f"{summary.n_written} utterance-conditions transcribed in {summary.seconds:.1f} s ({summary.n_done_before} already done, {summary.n_failed} failed). Run: {summary.out_dir}",
+        highlight=False,
+    )
+    if by:
+        _report(summary.out_dir, by, cross=cross, min_speakers=min_speakers, min_words=min_words, formats="md,csv,json")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `asrfair run`.")],
+    by: ByOption = None,
+    cross: Annotated[bool, typer.Option("--cross", help="With several --by, also report their two-way intersections.")] = False,
+    format: Annotated[str, typer.Option("--format", help="Comma-separated outputs: md, html, csv, json.")] = "md,csv,json",
+    min_speakers: Annotated[int, typer.Option("--min-speakers", help="Slices with fewer speakers are flagged small.")] = 10,
+    min_words: Annotated[int, typer.Option("--min-words", help="Slices with fewer reference words are flagged small.")] = 100,
+    resamples: Annotated[int, typer.Option("--resamples", help="Bootstrap resamples of speakers.")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    condition: Annotated[Optional[str], typer.Option("--condition", help="Condition key for the slice table (default: clean).")] = None,
+) -> None:
+    """WER by slice with speaker-clustered intervals; writes report.md/.csv/.json (and .html) into the run directory."""
+    try:
+        _report(run_dir, by or [], cross=cross, min_speakers=min_speakers, min_words=min_words, formats=format, resamples=resamples, seed=seed, condition=condition)
+    except HarnessError as error:
+        _fail(error)
+
+
+def _report(run_dir: Path, by: list[str], *, cross: bool, min_speakers: int, min_words: int, formats: str, resamples: int = 1000, seed: int = 0, condition: str | None = None) -> None:
+    from harness.report import ReportOptions, build_report, print_report, write_report
+
+    options = ReportOptions(by=tuple(by), cross=cross, min_speakers=min_speakers, min_words=min_words, n_resamples=resamples, seed=seed, condition=condition)
+    built = build_report(run_dir, options)
+    print_report(built, console)
+    written = write_report(built, run_dir, formats=[f.strip() for f in formats.split(",") if f.strip()])
+    error_console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+
+
+@app.command()
+def backends() -> None:
+    """List the registered backends (without importing them)."""
+    from harness.backends import BACKENDS
+
+    for name, target in BACKENDS.items():
+        console.print(f"{name:14s} {target}", highlight=False)
+
+
+def _parse_snrs(text: str | None) -> list[float]:
+    from harness.errors import ConfigError
+
+    if not text:
+        return []
+    values = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            values.append(float(part))
+        except ValueError:
+            raise ConfigError(f"--snr value {part!r} is not a number. Give SNRs in dB separated by commas, e.g. --snr 20,10,5,0.") from None
+    return values
+
+
+def _load_profiles(names: list[str]):
+    if not names:
+        return []
+    from harness.noise import load_profile
+
+    return [load_profile(name) for name in names]
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Assemble a report from a run directory: which rows, which slices, which provenance."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import stats
+from harness.errors import ConfigError
+from harness.report.data import RunData, check_dimensions, load_run
+from harness.report.slices import SliceOptions, SliceTable, build_slice_table
+from harness.runner import CLEAN
+
+CONDITION_DIMENSIONS = frozenset({"condition", "condition_key", "snr_db"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportOptions:
+    by: tuple[str, ...] = ()
+    cross: bool = False
+    min_speakers: int = stats.DEFAULT_MIN_SPEAKERS
+    min_words: int = stats.DEFAULT_MIN_REF_WORDS
+    n_resamples: int = stats.DEFAULT_N_RESAMPLES
+    confidence: float = stats.DEFAULT_CONFIDENCE
+    seed: int = 0
+    condition: str | None = None  # which condition's rows the slice table covers (default: clean)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Report:
+    run_dir: Path
+    run: dict[str, Any]
+    options: ReportOptions
+    condition: str | None
+    table: SliceTable
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run": self.run,
+            "options": asdict(self.options),
+            "aggregation": "pooled: WER = total errors / total reference words; mean_utterance_wer is the unweighted mean of per-utterance WER",
+            "interval": f"{self.options.confidence:.0%} percentile bootstrap resampling speakers ({self.options.n_resamples} resamples, seed {self.options.seed}); omitted for slices below {self.options.min_speakers} speakers",
+            "condition": self.condition,
+            "overall": self.table.overall,
+            "slices": self.table.slices,
+            "disparities": [asdict(d) for d in self.table.disparities],
+            **self.extra,
+        }
+
+
+def build_report(run_dir: str | Path, options: ReportOptions) -> Report:
+    data = load_run(run_dir)
+    check_dimensions(data, list(options.by))
+    frame, condition = select_condition(data, options)
+    table = build_slice_table(frame, SliceOptions(by=options.by, cross=options.cross, min_speakers=options.min_speakers, min_words=options.min_words, n_resamples=options.n_resamples, confidence=options.confidence, seed=options.seed))
+    return Report(run_dir=data.run_dir, run=run_summary(data), options=options, condition=condition, table=table)
+
+
+def select_condition(data: RunData, options: ReportOptions):
+    """Slices pool across conditions only when asked to (--by condition); otherwise one condition's rows."""
+    frame = data.frame
+    keys = list(dict.fromkeys(frame["condition_key"]))
+    if CONDITION_DIMENSIONS & set(options.by) or len(keys) <= 1:
+        return frame, None if len(keys) != 1 else keys[0]
+    chosen = options.condition or (CLEAN if CLEAN in keys else keys[0])
+    if chosen not in keys:
+        raise ConfigError(f"--condition {chosen!r} is not in this run. Conditions: {', '.join(keys)}.")
+    return frame[frame["condition_key"] == chosen], chosen
+
+
+def run_summary(data: RunData) -> dict[str, Any]:
+    record = data.record
+    return {
+        "run_dir": str(data.run_dir),
+        "status": record.get("status"),
+        "manifest": record.get("manifest"),
+        "backend": record.get("backend"),
+        "normalizer": record.get("normalizer"),
+        "seed": record.get("seed"),
+        "conditions": [c.get("key") for c in record.get("conditions", [])],
+        "git": (record.get("environment") or {}).get("git"),
+        "created_at": record.get("created_at"),
+    }

@@ -1,0 +1,346 @@
+"""Conditions x utterances -> scored transcripts, written batch by batch and resumable.
+
+Audio is decoded, resampled and put under each noise condition in worker threads that fill a
+bounded queue of ready batches, so the backend never waits on preparation it could overlap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.audio import load_audio
+from harness.backends import Backend, TranscriptionRequest, describe_backend
+from harness.errors import AudioError, ConfigError, HarnessError
+from harness.manifest import Manifest, Utterance
+from harness.normalize import get_normalizer, normalizer_version
+from harness.scoring import score_many
+from harness.seeding import rng_for, seed_for
+from harness.store import RESULTS_FILE, ResultStore
+
+RUN_FILE = "run.json"
+EXPORT_FILE = "utterances.parquet"
+CLEAN = "clean"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Condition:
+    """A recording condition every utterance is evaluated under: clean, or a noise profile at an SNR."""
+
+    name: str = CLEAN
+    snr_db: float | None = None
+    profile: Any = None  # harness.noise.NoiseProfile; None for the clean baseline
+
+    @property
+    def key(self) -> str:
+        if self.profile is None:
+            return CLEAN
+        from harness.noise import condition_key
+
+        return condition_key(self.name, self.snr_db)
+
+    def describe(self) -> dict[str, Any]:
+        record: dict[str, Any] = {"key": self.key, "name": self.name, "snr_db": self.snr_db}
+        if self.profile is not None:
+            record["profile_source"] = str(getattr(self.profile, "source_path", "") or "")
+        return record
+
+
+def build_conditions(profiles: Sequence[Any], snrs_db: Sequence[float]) -> list[Condition]:
+    """The clean baseline, then every profile at every SNR (profiles with no additive noise once)."""
+    conditions = [Condition()]
+    for profile in profiles:
+        if getattr(profile, "uses_snr", False):
+            if not snrs_db:
+                raise ConfigError(f"profile {profile.name!r} adds noise at an SNR; give the levels with --snr, e.g. --snr 20,10,5,0.")
+            conditions.extend(Condition(name=profile.name, snr_db=float(snr), profile=profile) for snr in snrs_db)
+        else:
+            conditions.append(Condition(name=profile.name, snr_db=None, profile=profile))
+    keys = [c.key for c in conditions]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"conditions repeat: {keys}. Give each --profile once.")
+    return conditions
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSummary:
+    out_dir: Path
+    n_total: int
+    n_done_before: int
+    n_written: int
+    n_failed: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _WorkItem:
+    utterance: Utterance
+    condition: Condition
+
+
+@dataclass
+class _Prepared:
+    item: _WorkItem
+    request: TranscriptionRequest | None = None
+    error: str | None = None
+    audio_duration_s: float | None = None
+    noise: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run_evaluation(
+    manifest: Manifest,
+    backend: Backend,
+    *,
+    out_dir: str | Path,
+    normalizer: str = "basic",
+    seed: int = 0,
+    batch_size: int = 16,
+    conditions: Sequence[Condition] = (Condition(),),
+    resume: bool = False,
+    prep_workers: int = 2,
+    prefetch_batches: int = 4,
+    backend_options: dict[str, str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RunSummary:
+    """Transcribe and score every (utterance, condition) not yet in `out_dir`, one batch per transaction."""
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}.")
+    normalize = get_normalizer(normalizer)
+    out_dir = Path(out_dir)
+    conditions = list(conditions)
+    needs_audio = backend.sample_rate_hz is not None
+    if not needs_audio and any(c.profile is not None for c in conditions):
+        raise ConfigError(f"backend {backend.name!r} replays transcripts and takes no audio, so noise profiles cannot apply. Drop --profile, or use an audio backend.")
+    prepare = getattr(backend, "prepare", None)
+    if callable(prepare):
+        prepare([u.id for u in manifest])
+
+    config = {
+        "manifest": {"path": str(Path(manifest.source).resolve()) if Path(manifest.source).exists() else manifest.source, "sha256": manifest.sha256, "format": manifest.format, "n_utterances": len(manifest)},
+        "backend": {"name": backend.name, "options": dict(backend_options or {})},
+        "normalizer": {"name": normalizer, "implementation": normalizer_version(normalizer)},
+        "seed": seed,
+        "conditions": [c.describe() for c in conditions],
+    }
+    run_record = _open_run(out_dir, config, resume=resume)
+    run_record["backend_details"] = describe_backend(backend)
+    session = {"started_at": _now(), "batch_size": batch_size}
+    run_record.setdefault("sessions", []).append(session)
+    _write_json(out_dir / RUN_FILE, run_record)
+
+    started = time.perf_counter()
+    with ResultStore(out_dir / RESULTS_FILE) as store:
+        done = store.done_keys()
+        work = [_WorkItem(u, c) for u in manifest for c in conditions if (u.id, c.key) not in done]
+        n_total = len(manifest) * len(conditions)
+        load = _audio_loader(backend.sample_rate_hz) if needs_audio else None
+        babble_candidates = [u for u in manifest if u.has_audio]
+        written = failed = 0
+        interrupted = True
+        try:
+            for prepared in _prepared_batches(work, batch_size, load, babble_candidates, seed, prep_workers, prefetch_batches):
+                rows = _transcribe_and_score(backend, prepared, normalize)
+                store.write_batch(rows)
+                written += len(rows)
+                failed += sum(row["status"] == "failed" for row in rows)
+                if progress is not None:
+                    progress(len(done) + written, n_total)
+            interrupted = False
+        finally:
+            session["ended_at"] = _now()
+            session["written"] = written
+            session["interrupted"] = interrupted
+            complete = not interrupted and store.count() == n_total
+            run_record["status"] = "complete" if complete else "interrupted"
+            run_record["backend_details"] = describe_backend(backend)
+            _write_json(out_dir / RUN_FILE, run_record)
+            if complete:
+                store.to_frame().to_parquet(out_dir / EXPORT_FILE, index=False)
+    return RunSummary(out_dir=out_dir, n_total=n_total, n_done_before=len(done), n_written=written, n_failed=failed, seconds=time.perf_counter() - started)
+
+
+def _open_run(out_dir: Path, config: dict[str, Any], *, resume: bool) -> dict[str, Any]:
+    run_file = out_dir / RUN_FILE
+    if run_file.exists():
+        if not resume:
+            raise ConfigError(f"{out_dir} already holds a run. Add --resume to continue it, or choose a new --out directory.")
+        previous = json.loads(run_file.read_text(encoding="utf-8"))
+        for key, value in config.items():
+            if previous.get(key) != value:
+                raise ConfigError(
+                    f"{run_file}: field {key!r} differs from this invocation (run has {json.dumps(previous.get(key))[:200]}, now {json.dumps(value)[:200]}). "
+                    "Resume only with the same manifest, backend, normaliser, seed and conditions, or start a new --out directory."
+                )
+        return previous
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return {"asrfair_version": _version("asrfair"), "created_at": _now(), **config, "environment": _environment(), "status": "running"}
+
+
+def _audio_loader(rate_hz: int) -> Callable[[Utterance], np.ndarray]:
+    """Decode at the backend's rate, caching recent utterances so each is decoded once per condition sweep."""
+    known: dict[str, Utterance] = {}
+
+    @lru_cache(maxsize=256)
+    def load_by_id(utterance_id: str) -> np.ndarray:
+        utterance = known[utterance_id]
+        if utterance.audio_bytes is not None:
+            import io
+
+            samples = load_audio(io.BytesIO(utterance.audio_bytes), rate_hz)
+        elif utterance.audio is None:
+            raise AudioError(f"utterance {utterance.id!r} has no audio. Add an audio path to the manifest.")
+        else:
+            samples = load_audio(utterance.audio, rate_hz)
+        samples.flags.writeable = False  # shared through the cache: transforms must copy, never edit
+        return samples
+
+    def load(utterance: Utterance) -> np.ndarray:
+        known[utterance.id] = utterance
+        return load_by_id(utterance.id)
+
+    load.rate_hz = rate_hz  # type: ignore[attr-defined]
+    return load
+
+
+def _prepared_batches(work: list[_WorkItem], batch_size: int, load: Callable[[Utterance], np.ndarray] | None, babble_candidates: list[Utterance], seed: int, prep_workers: int, prefetch_batches: int) -> Iterator[list[_Prepared]]:
+    """Yield prepared batches in order while up to `prefetch_batches` more are prepared in threads."""
+    chunks = (work[i : i + batch_size] for i in range(0, len(work), batch_size))
+    prepare = lambda chunk: [_prepare_item(item, load, babble_candidates, seed) for item in chunk]  # noqa: E731
+    with ThreadPoolExecutor(max_workers=max(1, prep_workers), thread_name_prefix="asrfair-prep") as pool:
+        pending: deque[Future[list[_Prepared]]] = deque()
+        for chunk in chunks:
+            pending.append(pool.submit(prepare, chunk))
+            if len(pending) >= prefetch_batches:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _prepare_item(item: _WorkItem, load: Callable[[Utterance], np.ndarray] | None, babble_candidates: list[Utterance], seed: int) -> _Prepared:
+    utterance, condition = item.utterance, item.condition
+    if load is None:
+        return _Prepared(item, TranscriptionRequest(utterance_id=utterance.id, samples=None, sample_rate_hz=None, condition=condition.key))
+    rate_hz = load.rate_hz  # type: ignore[attr-defined]
+    try:
+        samples = load(utterance)
+    except HarnessError as error:
+        return _Prepared(item, error=str(error))
+    except Exception as error:  # a decoder crash fails this utterance, not the run
+        return _Prepared(item, error=f"{utterance.audio}: {type(error).__name__}: {error}")
+    duration_s = len(samples) / rate_hz
+    noise: list[dict[str, Any]] = []
+    if condition.profile is not None:
+        from harness.noise import apply_profile
+
+        rng = rng_for(seed, utterance.id, condition.key)
+
+        def babble_pool(n: int, pool_rng: np.random.Generator) -> list[np.ndarray]:
+            others = [u for u in babble_candidates if u.id != utterance.id]
+            if not others:
+                raise ConfigError("babble needs other utterances with audio in the manifest; this one has none.")
+            picks = pool_rng.choice(len(others), size=min(n, len(others)), replace=False)
+            return [load(others[int(i)]) for i in picks]
+
+        try:
+            samples, noise = apply_profile(condition.profile, samples, rate_hz, snr_db=condition.snr_db, rng=rng, babble_pool=babble_pool)
+        except HarnessError as error:
+            return _Prepared(item, error=f"condition {condition.key}: {error}")
+        except Exception as error:
+            return _Prepared(item, error=f"condition {condition.key}: {type(error).__name__}: {error}")
+        noise = [{"seed": seed_for(seed, utterance.id, condition.key)}, *noise]
+    request = TranscriptionRequest(utterance_id=utterance.id, samples=samples, sample_rate_hz=rate_hz, condition=condition.key)
+    return _Prepared(item, request, audio_duration_s=duration_s, noise=noise)
+
+
+def _transcribe_and_score(backend: Backend, prepared: list[_Prepared], normalize: Callable[[str], str]) -> list[dict[str, Any]]:
+    ready = [p for p in prepared if p.error is None]
+    hypotheses: dict[int, str] = {}
+    if ready:
+        try:
+            texts = backend.transcribe([p.request for p in ready])  # type: ignore[misc]
+            if len(texts) != len(ready):
+                raise HarnessError(f"backend {backend.name!r} returned {len(texts)} transcripts for {len(ready)} utterances")
+            hypotheses = {id(p): t for p, t in zip(ready, texts)}
+        except KeyboardInterrupt:
+            raise
+        except Exception:
+            # One utterance may have broken the batch: retry alone so only it fails.
+            for p in ready:
+                try:
+                    hypotheses[id(p)] = backend.transcribe([p.request])[0]  # type: ignore[list-item]
+                except KeyboardInterrupt:
+                    raise
+                except Exception as error:
+                    p.error = f"backend {backend.name!r} failed: {type(error).__name__}: {error}"
+    scored = [p for p in prepared if p.error is None]
+    scores = score_many([p.item.utterance.text for p in scored], [hypotheses[id(p)] or "" for p in scored], normalize)
+    score_of = {id(p): s for p, s in zip(scored, scores)}
+    has_hypothesis = getattr(backend, "has_hypothesis", None)
+    rows = []
+    for p in prepared:
+        utterance, condition = p.item.utterance, p.item.condition
+        row: dict[str, Any] = {
+            "utterance_id": utterance.id, "condition_key": condition.key, "condition": condition.name, "snr_db": condition.snr_db,
+            "speaker": utterance.speaker, "reference": utterance.text, "tags_json": dict(utterance.tags),
+            "noise_json": p.noise or None, "audio_duration_s": p.audio_duration_s,
+        }
+        if p.error is not None:
+            row.update(status="failed", error=p.error)
+        else:
+            s = score_of[id(p)]
+            row.update(status="ok", hypothesis=hypotheses[id(p)], **s.as_dict())
+            if callable(has_hypothesis) and not has_hypothesis(utterance.id):
+                row["error"] = "no hypothesis in the replay file; scored as an empty transcript"
+        rows.append(row)
+    return rows
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _write_json(path: Path, record: dict[str, Any]) -> None:
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(record, indent=2, sort_keys=False, default=str), encoding="utf-8")
+    temporary.replace(path)  # atomic: a crash never leaves a half-written run.json
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _environment() -> dict[str, Any]:
+    packages = ["asrfair", "numpy", "scipy", "pandas", "jiwer", "soundfile", "soxr", "av", "pocketsphinx", "whisper-normalizer", "torch", "transformers", "datasets"]
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": {name: _version(name) for name in packages if _version(name)},
+        "git": _git_state(),
+    }
+
+
+def _git_state() -> dict[str, Any] | None:
+    source_dir = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source_dir, capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=source_dir, capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(dirty)}

@@ -1,0 +1,91 @@
+"""The durable per-utterance result store of a run: SQLite, one transaction per batch.
+
+A batch is either wholly written or not at all, so a run killed at any moment (Ctrl-C, kill -9)
+resumes without losing or duplicating a row; (utterance_id, condition_key) is the primary key.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+RESULTS_FILE = "results.sqlite"
+
+# (column, SQL type). Tags and noise provenance are JSON text: their keys vary per manifest.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("utterance_id", "TEXT NOT NULL"),
+    ("condition_key", "TEXT NOT NULL"),
+    ("condition", "TEXT NOT NULL"),
+    ("snr_db", "REAL"),
+    ("speaker", "TEXT"),
+    ("status", "TEXT NOT NULL"),
+    ("error", "TEXT"),
+    ("reference", "TEXT"),
+    ("hypothesis", "TEXT"),
+    ("reference_normalized", "TEXT"),
+    ("hypothesis_normalized", "TEXT"),
+    ("ref_words", "INTEGER"),
+    ("hyp_words", "INTEGER"),
+    ("hits", "INTEGER"),
+    ("substitutions", "INTEGER"),
+    ("deletions", "INTEGER"),
+    ("insertions", "INTEGER"),
+    ("errors", "INTEGER"),
+    ("ref_chars", "INTEGER"),
+    ("char_errors", "INTEGER"),
+    ("audio_duration_s", "REAL"),
+    ("tags_json", "TEXT"),
+    ("noise_json", "TEXT"),
+)
+COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
+
+
+class ResultStore:
+    """Append-only table of scored utterances, keyed by (utterance_id, condition_key)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._connection = sqlite3.connect(self.path)
+        self._connection.execute("PRAGMA journal_mode=WAL")
+        # FULL makes each committed batch survive power loss as well as a killed process.
+        self._connection.execute("PRAGMA synchronous=FULL")
+        columns = ", ".join(f"{name} {kind}" for name, kind in COLUMNS)
+        self._connection.execute(f"CREATE TABLE IF NOT EXISTS results ({columns}, PRIMARY KEY (utterance_id, condition_key))")
+        self._connection.commit()
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def done_keys(self) -> set[tuple[str, str]]:
+        return set(self._connection.execute("SELECT utterance_id, condition_key FROM results"))
+
+    def count(self) -> int:
+        return self._connection.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+
+    def write_batch(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Insert rows in one transaction. A key already present is an error, never a silent duplicate."""
+        placeholders = ", ".join("?" for _ in COLUMN_NAMES)
+        values = [tuple(_to_sql(row.get(name)) for name in COLUMN_NAMES) for row in rows]
+        with self._connection:
+            self._connection.executemany(f"INSERT INTO results ({', '.join(COLUMN_NAMES)}) VALUES ({placeholders})", values)
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.read_sql_query(f"SELECT {', '.join(COLUMN_NAMES)} FROM results ORDER BY rowid", self._connection)
+
+
+def _to_sql(value: Any) -> Any:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return value
