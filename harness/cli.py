@@ -15,8 +15,9 @@ from harness.errors import HarnessError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Speech-recognition fairness evaluation: WER by slice, with honest uncertainty.")
 noise_app = typer.Typer(no_args_is_help=True, help="Noise profiles: list, add your own recordings, preview.")
 app.add_typer(noise_app, name="noise")
-console = Console()
-error_console = Console(stderr=True)
+# Piped output (logs, CI, README captures) gets a fixed width wide enough for the slice table.
+console = Console() if sys.stdout.isatty() else Console(width=120)
+error_console = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=120)
 
 ByOption = Annotated[Optional[list[str]], typer.Option("--by", help="Tag (or condition) to slice by; repeat for several.")]
 ColumnOptions = dict
@@ -93,6 +94,7 @@ def run(
     from harness.manifest import load_manifest
     from harness.runner import build_conditions, run_evaluation
 
+    out_dir = out or Path("reports") / f"{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{backend}"
     try:
         snrs = _parse_snrs(snr)
         profiles = _load_profiles(profile or [])
@@ -101,7 +103,6 @@ def run(
         columns = _column_map(id_column, audio_column, text_column, speaker_column, tag_columns, missing_value)
         loaded = load_manifest(manifest, columns=columns, require_audio=backend != "replay")
         engine = load_backend(backend, options)
-        out_dir = out or Path("reports") / f"{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{backend}"
         with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=error_console, transient=True, disable=not sys.stderr.isatty()) as bar:
             task = bar.add_task(f"{backend}", total=len(loaded) * len(conditions))
             summary = run_evaluation(

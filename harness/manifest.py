@@ -111,7 +111,9 @@ def load_manifest(path: str | Path, *, columns: ColumnMap = ColumnMap(), require
         else:
             raise ManifestError([Problem(file=source, line=None, field=None, value=path.suffix, message="unknown manifest format", fix="Use .jsonl, .csv, .tsv or .parquet, or point at a Hugging Face dataset directory")])
         base = path.parent
-    utterances, problems = _build_utterances(records, source=source, base=base, columns=columns, require_audio=require_audio)
+    # JSON says what it means by type, so a number where a tag belongs is a mistake to report;
+    # typed tables (Parquet, datasets) legitimately store integer tags such as age.
+    utterances, problems = _build_utterances(records, source=source, base=base, columns=columns, require_audio=require_audio, integer_tags_ok=fmt != "jsonl")
     if problems:
         raise ManifestError(problems)
     return Manifest(source=source, sha256=sha256, format=fmt, utterances=tuple(utterances))
@@ -200,7 +202,7 @@ def _read_hf_dataset(source: str, *, split: str | None) -> tuple[list[_Record], 
     return records, "huggingface", dataset._fingerprint
 
 
-def _build_utterances(records: Sequence[_Record], *, source: str, base: Path, columns: ColumnMap, require_audio: bool) -> tuple[list[Utterance], list[Problem]]:
+def _build_utterances(records: Sequence[_Record], *, source: str, base: Path, columns: ColumnMap, require_audio: bool, integer_tags_ok: bool) -> tuple[list[Utterance], list[Problem]]:
     problems: list[Problem] = []
     utterances: list[Utterance] = []
     first_line_of: dict[str, int] = {}
@@ -265,7 +267,7 @@ def _build_utterances(records: Sequence[_Record], *, source: str, base: Path, co
             continue
         speaker = None if speaker in (None, "") else str(speaker)
 
-        tags, tag_problems = _collect_tags(fields, record.line, columns=columns, used={columns.id, audio_key, columns.text, columns.speaker})
+        tags, tag_problems = _collect_tags(fields, columns=columns, used={columns.id, audio_key, columns.text, columns.speaker}, integer_tags_ok=integer_tags_ok)
         if tag_problems:
             for field_name, value, message, fix in tag_problems:
                 problem(record.line, field_name, value, message, fix)
@@ -284,7 +286,7 @@ def _resolve(base: Path, raw: str) -> Path:
     return candidate if candidate.is_absolute() else (base / candidate)
 
 
-def _collect_tags(fields: Mapping[str, Any], line: int, *, columns: ColumnMap, used: set[str]) -> tuple[dict[str, str], list[tuple[str, object, str, str]]]:
+def _collect_tags(fields: Mapping[str, Any], *, columns: ColumnMap, used: set[str], integer_tags_ok: bool) -> tuple[dict[str, str], list[tuple[str, object, str, str]]]:
     problems: list[tuple[str, object, str, str]] = []
     candidates: dict[str, Any] = {}
     nested = fields.get("tags")
@@ -306,7 +308,7 @@ def _collect_tags(fields: Mapping[str, Any], line: int, *, columns: ColumnMap, u
     for name, value in candidates.items():
         if value is None or (isinstance(value, float) and math.isnan(value)):
             continue
-        if isinstance(value, bool) or not isinstance(value, (str, int)):
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or (isinstance(value, int) and not integer_tags_ok):
             problems.append((f"tags.{name}", value, "tag values must be strings", f'Quote the value, e.g. "{name}": "{value}"'))
             continue
         text = str(value)

@@ -65,7 +65,7 @@ def print_report(report, console: Console) -> None:
     table = Table(title=title, title_justify="left")
     headers = dict(TABLE_COLUMNS)
     for key in TERMINAL_COLUMNS:
-        table.add_column(headers[key], justify="left" if key in ("slice", "flag") else "right", no_wrap=key != "slice")
+        table.add_column(headers[key], justify="left" if key in ("slice", "flag") else "right", no_wrap=True)
     for row in display_rows(report):
         table.add_row(*(row[key] for key in TERMINAL_COLUMNS), style="dim" if row["flag"] else None)
     console.print(table)

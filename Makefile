@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make demo` (install + run the bundled demo) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Debian packages the tests use to synthesise and transcode audio (the demo itself needs none).
+APT_PACKAGES := espeak-ng flite sox ffmpeg
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install system-packages demo test bench clean
+
+$(BIN)/asrfair: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch 2.13.0 resolves to a CPU build on the team's machines; a bare `torch` would pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install -q "torch==2.13.0" || echo "torch 2.13.0 not available here: the transformers backend tests will be skipped"
+	$(BIN)/python -m pip install -q -e ".[test,hf]"
+	$(BIN)/python -c "import torch" 2>/dev/null && $(BIN)/python -m pip install -q -e ".[transformers]" || true
+	touch $@
+
+install: $(BIN)/asrfair
+
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES) >/dev/null; fi
+
+demo: install
+	$(BIN)/asrfair run manifests/demo/manifest.jsonl --backend pocketsphinx --by accent --min-speakers 3 --min-words 100
+
+test: install system-packages
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/scoring.py
+	$(BIN)/python benchmarks/noise.py
+	$(BIN)/python benchmarks/stats_bootstrap.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

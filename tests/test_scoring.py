@@ -1,0 +1,61 @@
+import jiwer
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.normalize import normalize_basic
+from harness.scoring import score, score_many
+
+
+@pytest.mark.parametrize(
+    ("reference", "hypothesis", "counts"),
+    [
+        ("the cat sat", "the cat sat", (3, 3, 0, 0, 0)),
+        ("the cat sat", "the bat sat", (3, 2, 1, 0, 0)),
+        ("the cat sat", "the sat", (3, 2, 0, 1, 0)),
+        ("the cat sat", "the big cat sat", (3, 3, 0, 0, 1)),
+        ("the cat sat", "", (3, 0, 0, 3, 0)),
+        ("", "hello", (0, 0, 0, 0, 1)),
+    ],
+)
+def test_counts(reference, hypothesis, counts):
+    result = score(reference, hypothesis)
+    assert (result.ref_words, result.hits, result.substitutions, result.deletions, result.insertions) == counts
+    assert result.errors == sum(counts[2:])
+
+
+def test_missing_hypothesis_is_all_deletions():
+    [result] = score_many(["one two three"], [None])
+    assert (result.deletions, result.errors, result.hypothesis_normalized) == (3, 3, "")
+
+
+def test_normaliser_applies_to_both_sides():
+    result = score("Hello, World!", "hello world", normalize_basic)
+    assert result.errors == 0 and result.reference_normalized == "hello world"
+
+
+def test_character_counts():
+    result = score("abc", "abd")
+    assert (result.ref_chars, result.char_errors) == (3, 1)
+
+
+def test_length_mismatch_message():
+    with pytest.raises(ValueError, match="got 2 references and 1 hypotheses"):
+        score_many(["a", "b"], ["a"])
+
+
+words = st.lists(st.sampled_from(["a", "b", "c", "dog", "cat"]), min_size=1, max_size=12).map(" ".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(words, st.one_of(words, st.just(""))), min_size=1, max_size=8))
+def test_matches_jiwer_totals_and_identity(pairs):
+    refs, hyps = [p[0] for p in pairs], [p[1] for p in pairs]
+    results = score_many(refs, hyps)
+    output = jiwer.process_words(refs, hyps)
+    assert sum(r.errors for r in results) == output.substitutions + output.deletions + output.insertions
+    assert sum(r.ref_words for r in results) == sum(len(r.split()) for r in refs)
+    for r in results:
+        assert r.hits + r.substitutions + r.deletions == r.ref_words
+        assert r.hits + r.substitutions + r.insertions == r.hyp_words
+    assert all(r.errors == 0 for r in score_many(refs, refs))
