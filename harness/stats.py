@@ -50,9 +50,10 @@ DEFAULT_CONFIDENCE = 0.95
 DEFAULT_MIN_SPEAKERS = 10
 DEFAULT_MIN_REF_WORDS = 100
 
-# How many (replicate x cluster) resample counts are held at once: 4M float64 = 32 MB per chunk.
-_CELLS_PER_CHUNK = 4_000_000
-# Cluster x column matrices larger than this are kept sparse (a speaker is usually in few slices).
+# How many (replicate x cluster) resample counts are held at once: 1M float64 = 8 MB per chunk
+# (measured faster than 4M on 1M rows / 10k speakers: the chunk stays in cache-friendly sizes).
+_CELLS_PER_CHUNK = 1_000_000
+# Cluster x column matrices larger than this are kept sparse, as are ones less than half filled.
 _DENSE_CELLS_LIMIT = 8_000_000
 # Tolerance for "at least as extreme" in permutation p-values, so exact ties (delta 0) count as ties.
 _TIE_TOLERANCE = 1e-12
@@ -916,7 +917,10 @@ def _resampled_sums(
     its own clusters.
     """
     n_clusters = values.shape[0]
-    dense = not sparse.issparse(values) or n_clusters * values.shape[1] <= _DENSE_CELLS_LIMIT
+    n_cells = n_clusters * values.shape[1]
+    # Dense BLAS wins only when most cells are filled (speakers present in most slices); with one
+    # slice per cluster (accents, or utterances as clusters) the sparse product is much faster.
+    dense = not sparse.issparse(values) or (n_cells <= _DENSE_CELLS_LIMIT and values.nnz >= n_cells / 2)
     if sparse.issparse(values):
         matrix = values.toarray() if dense else sparse.csr_matrix(values.T)
     else:

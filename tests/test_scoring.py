@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.normalize import normalize_basic
-from harness.scoring import score, score_many
+from harness.scoring import alignment, score, score_many
 
 
 @pytest.mark.parametrize(
@@ -59,3 +59,15 @@ def test_matches_jiwer_totals_and_identity(pairs):
         assert r.hits + r.substitutions + r.deletions == r.ref_words
         assert r.hits + r.substitutions + r.insertions == r.hyp_words
     assert all(r.errors == 0 for r in score_many(refs, refs))
+    # Utterance by utterance, the counts are jiwer's and the character edits are jiwer's CER numerator.
+    for ref, hyp, ours in zip(refs, hyps, results):
+        single = jiwer.process_words(ref, hyp) if hyp else None
+        if single is not None:
+            assert (ours.hits, ours.substitutions, ours.deletions, ours.insertions) == (single.hits, single.substitutions, single.deletions, single.insertions)
+        chars = jiwer.process_characters(ref, hyp) if hyp else None
+        if chars is not None:
+            assert ours.char_errors == chars.substitutions + chars.deletions + chars.insertions
+
+
+def test_alignment_for_display():
+    assert alignment("the cat sat", "the bat sat down") == [("equal", "the", "the"), ("substitute", "cat", "bat"), ("equal", "sat", "sat"), ("insert", None, "down")]

@@ -37,7 +37,7 @@ class Fields:
         self.field = field
         self.base_dir = base_dir
         if not isinstance(mapping, Mapping):
-            self.fail(field, mapping, "must be a mapping of parameter names to values", "Write it as `key: value` lines in the YAML")
+            self.fail(field or "(whole document)", mapping, "must be a mapping of parameter names to values", "Write it as `key: value` lines in the YAML")
         self.mapping = dict(mapping)
         self._seen: set[str] = set()
 

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from harness.errors import ConfigError
-from harness.noise._base import Context, Source
+from harness.noise._base import Context
 from harness.noise._spec import Fields, child_seed, db, did_you_mean, power
 from harness.noise.babble import Babble
 from harness.noise.colored import ColoredNoise

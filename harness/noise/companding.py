@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import ClassVar
 
 import numpy as np
@@ -17,30 +18,47 @@ from harness.noise._base import Context
 from harness.noise._spec import Fields
 
 
-def _quantise(compressed: np.ndarray, bits: int) -> np.ndarray:
-    levels = 2 ** (bits - 1) - 1
-    return np.round(compressed * levels) / levels
+def _levels(bits: int) -> int:
+    return 2 ** (bits - 1) - 1
+
+
+@lru_cache(maxsize=32)
+def _mu_law_table(mu: float, bits: int) -> np.ndarray:
+    levels = _levels(bits)
+    return (np.expm1(np.arange(levels + 1) / levels * math.log1p(mu)) / mu).astype(np.float32)
+
+
+@lru_cache(maxsize=32)
+def _a_law_table(a: float, bits: int) -> np.ndarray:
+    levels = _levels(bits)
+    q = np.arange(levels + 1) / levels
+    denominator = 1.0 + math.log(a)
+    return np.where(q < 1.0 / denominator, q * denominator / a, np.exp(q * denominator - 1.0) / a).astype(np.float32)
 
 
 def mu_law_round_trip(samples: np.ndarray, *, mu: float = 255.0, bits: int = 8) -> np.ndarray:
-    """Encode and decode with the mu-law curve; same shape, float32."""
-    x = np.clip(samples.astype(np.float64), -1.0, 1.0)
-    compressed = np.sign(x) * np.log1p(mu * np.abs(x)) / math.log1p(mu)
-    q = _quantise(compressed, bits)
-    return (np.sign(q) * np.expm1(np.abs(q) * math.log1p(mu)) / mu).astype(np.float32)
+    """Encode and decode with the mu-law curve; same shape, float32.
+
+    The magnitude is compressed and rounded to one of 2**(bits-1) codes; decoding looks the code
+    up in a table of expanded levels and restores the sign (vectorised, float32: this is the
+    telephone profile's hot loop).
+    """
+    x = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
+    scale = np.float32(_levels(bits) / math.log1p(mu))
+    # log(1 + u) rather than log1p: float32 log is SIMD-vectorised and ~10x faster; codes are the same
+    # (the rounding to 1 + u only matters for inputs far below the first quantisation step).
+    codes = np.rint(np.log(np.float32(1.0) + np.float32(mu) * np.abs(x)) * scale).astype(np.intp)
+    return np.copysign(_mu_law_table(float(mu), bits)[codes], x)
 
 
 def a_law_round_trip(samples: np.ndarray, *, a: float = 87.6, bits: int = 8) -> np.ndarray:
-    """Encode and decode with the A-law curve; same shape, float32."""
-    x = np.clip(samples.astype(np.float64), -1.0, 1.0)
-    ax = np.abs(x)
+    """Encode and decode with the A-law curve; same shape, float32 (same table scheme as mu-law)."""
+    x = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
+    ax = np.abs(x).astype(np.float64)
     denominator = 1.0 + math.log(a)
-    small = ax < 1.0 / a
-    compressed_mag = np.where(small, a * ax / denominator, (1.0 + np.log(np.maximum(a * ax, 1.0))) / denominator)
-    q = _quantise(np.sign(x) * compressed_mag, bits)
-    qm = np.abs(q)
-    expanded = np.where(qm < 1.0 / denominator, qm * denominator / a, np.exp(qm * denominator - 1.0) / a)
-    return (np.sign(q) * expanded).astype(np.float32)
+    compressed = np.where(ax < 1.0 / a, a * ax / denominator, (1.0 + np.log(np.maximum(a * ax, 1.0))) / denominator)
+    codes = np.rint(compressed * _levels(bits)).astype(np.intp)
+    return np.copysign(_a_law_table(float(a), bits)[codes], x)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,243 @@
+"""TransformersBackend on tiny, randomly initialised Whisper and Wav2Vec2-CTC models built offline in tmp dirs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from harness.backends import TranscriptionRequest, load_backend  # noqa: E402
+from harness.errors import BackendError  # noqa: E402
+
+RATE_HZ = 16_000
+CTC_CHARS = ["<pad>", "<unk>", "|", *"abcdefghijklmnopqrstuvwxyz'"]
+
+
+def _seeded_model(model_class, config):
+    # fork_rng keeps the seed from leaking into torch's global generator for the tests that follow.
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return model_class(config).eval()
+
+
+@pytest.fixture(scope="module")
+def ctc_dir(tmp_path_factory) -> Path:
+    from transformers import Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC, Wav2Vec2Processor
+
+    directory = tmp_path_factory.mktemp("tiny-wav2vec2-ctc")
+    vocab_file = tmp_path_factory.mktemp("ctc-vocab") / "vocab.json"
+    vocab_file.write_text(json.dumps({char: i for i, char in enumerate(CTC_CHARS)}))
+    tokenizer = Wav2Vec2CTCTokenizer(str(vocab_file), unk_token="<unk>", pad_token="<pad>", word_delimiter_token="|")
+    features = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=RATE_HZ, padding_value=0.0, do_normalize=True, return_attention_mask=True)
+    # Layer-norm feature encoder (as in wav2vec2-large-lv60) so padding cannot leak into real frames.
+    config = Wav2Vec2Config(
+        vocab_size=len(CTC_CHARS),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        conv_dim=(8,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        feat_extract_norm="layer",
+        do_stable_layer_norm=True,
+        pad_token_id=0,
+    )
+    _seeded_model(Wav2Vec2ForCTC, config).save_pretrained(directory)
+    Wav2Vec2Processor(feature_extractor=features, tokenizer=tokenizer).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def whisper_dir(tmp_path_factory) -> Path:
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import GenerationConfig, WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor, WhisperTokenizer
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    directory = tmp_path_factory.mktemp("tiny-whisper")
+    # Byte-level BPE with no merges, then the special tokens in Whisper's own order: language ids are
+    # found as <|startoftranscript|> + 1 + index, and timestamps follow <|notimestamps|>.
+    vocab = {char: i for i, char in enumerate(sorted(ByteLevel.alphabet()))}
+    specials = [
+        "<|startoftranscript|>",
+        *[f"<|{code}|>" for code in LANGUAGES],
+        "<|translate|>",
+        "<|transcribe|>",
+        "<|startoflm|>",
+        "<|startofprev|>",
+        "<|nospeech|>",
+        "<|notimestamps|>",
+    ]
+    tokenizer = WhisperTokenizer(vocab=vocab, merges=[], pad_token="<|endoftext|>")
+    tokenizer.add_special_tokens({"additional_special_tokens": specials})
+    tokenizer.add_tokens([f"<|{i * 0.02:.2f}|>" for i in range(1501)])
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in ["<|endoftext|>", *specials]}
+    config = WhisperConfig(
+        vocab_size=len(tokenizer),
+        num_mel_bins=80,
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        pad_token_id=ids["<|endoftext|>"],
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|endoftext|>"],
+        decoder_start_token_id=ids["<|startoftranscript|>"],
+    )
+    model = _seeded_model(WhisperForConditionalGeneration, config)
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=ids["<|startoftranscript|>"],
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|endoftext|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        no_timestamps_token_id=ids["<|notimestamps|>"],
+        prev_sot_token_id=ids["<|startofprev|>"],
+        lang_to_id={f"<|{code}|>": ids[f"<|{code}|>"] for code in LANGUAGES},
+        task_to_id={"transcribe": ids["<|transcribe|>"], "translate": ids["<|translate|>"]},
+        is_multilingual=True,
+        max_initial_timestamp_index=50,
+        max_length=448,
+    )
+    model.save_pretrained(directory)
+    WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def ctc_backend(ctc_dir):
+    return load_backend("transformers", {"model": str(ctc_dir)})
+
+
+@pytest.fixture(scope="module")
+def whisper_backend(whisper_dir):
+    # Greedy and short: a random decoder would otherwise beam-search 256 tokens per segment.
+    return load_backend("transformers", {"model": str(whisper_dir), "max_new_tokens": "8", "num_beams": "1", "language": "en"})
+
+
+def _request(utterance_id: str, duration_s: float, rate_hz: int = RATE_HZ) -> TranscriptionRequest:
+    """A tone plus noise whose pitch and noise are keyed by the utterance id, never by call order."""
+    rng = np.random.default_rng(sum(utterance_id.encode()))
+    t = np.arange(int(duration_s * rate_hz)) / rate_hz
+    tone = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 800) * t)
+    samples = (tone + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+    return TranscriptionRequest(utterance_id=utterance_id, samples=samples, sample_rate_hz=rate_hz)
+
+
+MIXED_LENGTHS = [_request(f"utt-{i}", duration_s) for i, duration_s in enumerate([0.5, 2.0, 1.3, 3.1, 0.8, 2.7])]
+
+
+def test_ctc_returns_one_string_per_request_in_order(ctc_backend):
+    texts = ctc_backend.transcribe(MIXED_LENGTHS)
+
+    alone = [ctc_backend.transcribe([request])[0] for request in MIXED_LENGTHS]
+    assert all(isinstance(text, str) and text == text.strip() for text in texts)
+    assert len(set(alone)) == len(alone), "random model should give each input its own text, or order goes unchecked"
+    assert texts == alone
+
+
+def test_ctc_transcripts_do_not_depend_on_batch_size(ctc_dir):
+    one = load_backend("transformers", {"model": str(ctc_dir), "batch_size": "1", "device": "cpu"})
+    four = load_backend("transformers", {"model": str(ctc_dir), "batch_size": "4", "device": "cpu"})
+
+    assert one.transcribe(MIXED_LENGTHS) == four.transcribe(MIXED_LENGTHS)
+
+
+def test_ctc_empty_batch(ctc_backend):
+    assert ctc_backend.transcribe([]) == []
+
+
+def test_whisper_batch_of_mixed_lengths_including_long_form(whisper_backend):
+    batch = [MIXED_LENGTHS[0], _request("long", 35.0), MIXED_LENGTHS[1], MIXED_LENGTHS[3]]
+
+    texts = whisper_backend.transcribe(batch)
+
+    assert len(texts) == len(batch)
+    assert all(isinstance(text, str) and text == text.strip() for text in texts)
+    assert texts[0] == whisper_backend.transcribe([batch[0]])[0]
+
+
+def test_whisper_chunked_long_form(whisper_dir):
+    backend = load_backend("transformers", {"model": str(whisper_dir), "max_new_tokens": "4", "num_beams": "1", "chunk_length_s": "30"})
+
+    texts = backend.transcribe([_request("long", 40.0), MIXED_LENGTHS[0]])
+
+    assert len(texts) == 2 and all(isinstance(text, str) for text in texts)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "config_class", "pipeline_type"),
+    [("ctc_backend", "Wav2Vec2Config", "ctc"), ("whisper_backend", "WhisperConfig", "seq2seq_whisper")],
+)
+def test_describe_is_json_and_names_model_and_versions(request, fixture, config_class, pipeline_type):
+    backend = request.getfixturevalue(fixture)
+
+    record = json.loads(json.dumps(backend.describe()))
+
+    assert Path(record["model"]).name.startswith("tiny-")
+    assert record["device"] == ("cuda:0" if torch.cuda.is_available() else "cpu")
+    assert record["dtype"] in {"float32", "bfloat16", "float16"}
+    assert record["batch_size"] == 16
+    assert record["config_class"] == config_class
+    assert record["pipeline_type"] == pipeline_type
+    assert record["sample_rate_hz"] == 16000
+    assert record["transformers_version"] == transformers.__version__
+    assert record["torch_version"] == torch.__version__
+
+
+def test_describe_records_generation_settings(whisper_backend):
+    record = whisper_backend.describe()
+
+    assert record["generate_kwargs"] == {"language": "en", "max_new_tokens": 8, "num_beams": 1}
+    assert isinstance(record["pipeline_generation_defaults"], dict)
+
+
+@pytest.mark.parametrize("fixture", ["ctc_backend", "whisper_backend"])
+def test_sample_rate_comes_from_feature_extractor(request, fixture):
+    assert request.getfixturevalue(fixture).sample_rate_hz == 16000
+
+
+def test_missing_model_directory_names_the_path(tmp_path):
+    missing = tmp_path / "no-such-model"
+
+    with pytest.raises(BackendError, match="no-such-model") as info:
+        load_backend("transformers", {"model": str(missing)})
+    assert "Check the path" in str(info.value)
+
+
+def test_directory_without_a_model_names_the_path(tmp_path):
+    empty = tmp_path / "empty-model-dir"
+    empty.mkdir()
+
+    with pytest.raises(BackendError, match="empty-model-dir") as info:
+        load_backend("transformers", {"model": str(empty)})
+    assert "save_pretrained" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"batchsize": "4"}, "did you mean 'batch_size'"),
+        ({"batch_size": "0"}, "batch_size='0' is not a whole number"),
+        ({"batch_size": "four"}, "batch_size='four' is not a whole number"),
+        ({"dtype": "float64"}, "dtype='float64' is not one of"),
+        ({"device": "tpu"}, "device='tpu' is not one of"),
+        ({"chunk_length_s": "-3"}, "chunk_length_s='-3' is not a positive number"),
+        ({"language": "en"}, "only apply to models that generate text"),
+    ],
+)
+def test_bad_options_are_rejected(ctc_dir, options, expected):
+    with pytest.raises(BackendError, match=expected):
+        load_backend("transformers", {"model": str(ctc_dir), **options})
+
+
+def test_wrong_sample_rate_is_rejected(ctc_backend):
+    with pytest.raises(BackendError, match="8000 Hz but model .* expects 16000 Hz"):
+        ctc_backend.transcribe([_request("utt-8k", 1.0, rate_hz=8000)])
