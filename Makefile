@@ -25,7 +25,7 @@ system-packages:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES) >/dev/null; fi
 
 demo: install
-	$(BIN)/asrfair run manifests/demo/manifest.jsonl --backend pocketsphinx --by accent --min-speakers 3 --min-words 100
+	$(BIN)/asrfair run manifests/demo/manifest.jsonl --backend pocketsphinx --by accent
 
 test: install system-packages
 	$(BIN)/python -m pytest -q

@@ -161,19 +161,81 @@ def backends() -> None:
         console.print(f"{name:14s} {target}", highlight=False)
 
 
-def _parse_snrs(text: str | None) -> list[float]:
+@noise_app.command("list")
+def noise_list() -> None:
+    """Show every profile in lookup order: ./noise_profiles, $ASRFAIR_HOME/noise_profiles, built-in."""
+    from rich.table import Table
+
+    from harness.noise import list_profiles
+
+    table = Table("name", "from", "SNR grid", "description", title="Noise profiles", title_justify="left")
+    for info in list_profiles():
+        description = f"[red]error: {info.error}[/]" if info.error else info.description
+        name = f"{info.name} (shadowed)" if info.shadowed else info.name
+        where = info.location if info.location == "built-in" else f"{info.location}: {info.path}"
+        table.add_row(name, where, {True: "yes", False: "no", None: "?"}[info.uses_snr], description)
+    console.print(table)
+
+
+@noise_app.command("add")
+def noise_add(
+    paths: Annotated[list[Path], typer.Argument(help="Recordings or folders of recordings (any format, rate, channels).")],
+    name: Annotated[str, typer.Option("--name", help="Profile name, used as --profile NAME.")],
+    directory: Annotated[Optional[Path], typer.Option("--dir", help="Where to write NAME.yaml (default $ASRFAIR_HOME/noise_profiles).")] = None,
+    description: Annotated[Optional[str], typer.Option("--description", help="One line saying what the recordings are.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing profile of that name.")] = False,
+) -> None:
+    """Turn your own noise recordings into a profile that adds them at the --snr levels of a run."""
+    from harness.noise import add_recordings
+
+    try:
+        written = add_recordings(paths, name=name, directory=directory, description=description, overwrite=force)
+    except HarnessError as error:
+        _fail(error)
+    console.print(f"wrote profile {name!r} to {written}. Use it with: asrfair run MANIFEST --profile {name} --snr 20,10,5,0", highlight=False)
+
+
+@noise_app.command("preview")
+def noise_preview(
+    name: Annotated[str, typer.Argument(help="Profile name or YAML path.")],
+    manifest: Annotated[str, typer.Option("--manifest", help="Manifest holding the utterance.")],
+    utterance: Annotated[str, typer.Option("--utterance", help="Utterance id.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="WAV file to write.")],
+    snr: Annotated[Optional[str], typer.Option("--snr", help="SNR in dB (for profiles that add noise).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Run seed: the same seed gives the audio that run used.")] = 0,
+    rate: Annotated[int, typer.Option("--rate", help="Sample rate in Hz (the backend's; pocketsphinx and Whisper use 16000).")] = 16000,
+) -> None:
+    """Write the audio an utterance gets under a profile, so a person can listen to it."""
+    from harness.audio import write_audio
+    from harness.manifest import load_manifest
+    from harness.noise import load_profile, preview
+    from harness.runner import audio_loader, babble_pool_for
     from harness.errors import ConfigError
 
+    try:
+        snrs = _parse_snrs(snr)
+        if len(snrs) > 1:
+            raise ConfigError(f"--snr {snr!r}: preview takes one SNR. Give a single value, e.g. --snr 5.")
+        loaded = load_manifest(manifest)
+        chosen = loaded.by_id().get(utterance)
+        if chosen is None:
+            raise ConfigError(f"--utterance {utterance!r} is not in {manifest}. Ids look like {[u.id for u in loaded.utterances[:3]]}.")
+        profile = load_profile(name)
+        load = audio_loader(rate)
+        audio, records = preview(profile, load(chosen).copy(), rate, snr_db=snrs[0] if snrs else None, seed=seed, utterance_id=chosen.id, babble_pool=babble_pool_for(chosen.id, list(loaded), load))
+        write_audio(output, audio, rate)
+    except HarnessError as error:
+        _fail(error)
+    applied = "; ".join(", ".join(f"{k}={v}" for k, v in r.items() if k in ("type", "step", "file", "offset_s", "snr_db_target", "snr_db_measured", "target_snr_db", "measured_snr_db")) for r in records)
+    console.print(f"wrote {output} ({len(audio) / rate:.2f} s at {rate} Hz). Applied: {applied}", highlight=False)
+
+
+def _parse_snrs(text: str | None) -> list[float]:
     if not text:
         return []
-    values = []
-    for part in text.split(","):
-        part = part.strip()
-        try:
-            values.append(float(part))
-        except ValueError:
-            raise ConfigError(f"--snr value {part!r} is not a number. Give SNRs in dB separated by commas, e.g. --snr 20,10,5,0.") from None
-    return values
+    from harness.noise import parse_snr_values
+
+    return list(parse_snr_values(text))
 
 
 def _load_profiles(names: list[str]):

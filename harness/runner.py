@@ -128,6 +128,13 @@ def run_evaluation(
     prepare = getattr(backend, "prepare", None)
     if callable(prepare):
         prepare([u.id for u in manifest])
+    if needs_audio and any(c.profile is not None for c in conditions):
+        from harness.noise import prepare as prepare_profile
+
+        # Decode every noise recording and impulse response once, now: a corrupt file stops the
+        # run before any audio is transcribed, and no utterance pays for decoding it again.
+        prepared_profiles = {c.name: prepare_profile(c.profile, backend.sample_rate_hz) for c in conditions if c.profile is not None}
+        conditions = [c if c.profile is None else Condition(name=c.name, snr_db=c.snr_db, profile=prepared_profiles[c.name]) for c in conditions]
 
     config = {
         "manifest": {"path": str(Path(manifest.source).resolve()) if Path(manifest.source).exists() else manifest.source, "sha256": manifest.sha256, "format": manifest.format, "n_utterances": len(manifest)},
@@ -247,16 +254,8 @@ def _prepare_item(item: _WorkItem, load: Callable[[Utterance], np.ndarray] | Non
         from harness.noise import apply_profile
 
         rng = rng_for(seed, utterance.id, condition.key)
-
-        def babble_pool(n: int, pool_rng: np.random.Generator) -> list[np.ndarray]:
-            others = [u for u in babble_candidates if u.id != utterance.id]
-            if not others:
-                raise ConfigError("babble needs other utterances with audio in the manifest; this one has none.")
-            picks = pool_rng.choice(len(others), size=min(n, len(others)), replace=False)
-            return [load(others[int(i)]) for i in picks]
-
         try:
-            samples, noise = apply_profile(condition.profile, samples, rate_hz, snr_db=condition.snr_db, rng=rng, babble_pool=babble_pool)
+            samples, noise = apply_profile(condition.profile, samples.copy(), rate_hz, snr_db=condition.snr_db, rng=rng, babble_pool=babble_pool_for(utterance.id, babble_candidates, load))
         except HarnessError as error:
             return _Prepared(item, error=f"condition {condition.key}: {error}")
         except Exception as error:
@@ -264,6 +263,24 @@ def _prepare_item(item: _WorkItem, load: Callable[[Utterance], np.ndarray] | Non
         noise = [{"seed": seed_for(seed, utterance.id, condition.key)}, *noise]
     request = TranscriptionRequest(utterance_id=utterance.id, samples=samples, sample_rate_hz=rate_hz, condition=condition.key)
     return _Prepared(item, request, audio_duration_s=duration_s, noise=noise)
+
+
+def babble_pool_for(utterance_id: str, candidates: Sequence[Utterance], load: Callable[[Utterance], np.ndarray]) -> Callable[[int, np.random.Generator], list[np.ndarray]]:
+    """Babble talkers for one utterance: other utterances of the manifest, drawn with the caller's generator."""
+    others = [u for u in candidates if u.id != utterance_id]
+
+    def pool(n: int, rng: np.random.Generator) -> list[np.ndarray]:
+        if not others:
+            raise ConfigError("babble needs other utterances with audio in the manifest; this one has none.")
+        picks = rng.choice(len(others), size=min(n, len(others)), replace=False)
+        return [load(others[int(i)]) for i in picks]
+
+    return pool
+
+
+def audio_loader(rate_hz: int) -> Callable[[Utterance], np.ndarray]:
+    """The runner's cached decoder at `rate_hz`, for tools that must see exactly what a run fed the backend."""
+    return _audio_loader(rate_hz)
 
 
 def _transcribe_and_score(backend: Backend, prepared: list[_Prepared], normalize: Callable[[str], str]) -> list[dict[str, Any]]:

@@ -1,24 +1,24 @@
-"""Regenerate manifests/demo/: 72 synthetic English utterances, 6 accents x 3 synthetic speakers, 16 kHz FLAC.
+"""Regenerate manifests/demo/: 120 synthetic English utterances, 6 accents x 10 synthetic speakers, 16 kHz FLAC.
 
 Run `.venv/bin/python scripts/make_demo.py` (needs flite, espeak-ng and sox); add `--measure` to print
 pocketsphinx WER per accent. Output is deterministic: the same tools give byte-identical files.
-
-Why these voices: espeak-ng's default formant voices get WER 0.8-1.0 from pocketsphinx, which makes a table
-of nothing but failures, so the espeak-ng speakers use its Klatt variants, and the native accents use flite's
-more natural diphone/cluster voices. espeak-ng's de, es, it, nl and pt voices reading English scored WER
-1.08-1.17 (more insertions than words), so the two non-native accents are French and Hindi.
-
-Measured pocketsphinx 5.1.1 WER on this demo (errors / reference words, default en-us model, lower-cased,
-punctuation stripped), `--measure` on 2025-11-22:
-    us            0.049   (flite slt, rms, kal16)
-    scottish      0.072   (flite awb, three pitch/tempo variants)
-    us-espeak     0.406   (espeak-ng en-us, Klatt variants)
-    british-rp    0.656   (espeak-ng en-gb-x-rp, Klatt variants)
-    hindi         0.631   (espeak-ng hi voice reading English: non-native)
-    french        0.839   (espeak-ng fr voice reading English: non-native)
-These are synthetic voices: the gaps say how pocketsphinx copes with each synthesiser and letter-to-sound
-rules, not how it treats real speakers of these accents.
 """
+
+# Why these voices: espeak-ng's default formant voices get WER 0.80-0.97 from pocketsphinx, which makes a table
+# of nothing but failures, so the espeak-ng speakers use its Klatt variants, and the native accents use flite's
+# more natural diphone/cluster voices. espeak-ng's de, es, it, nl and pt voices reading English scored WER
+# 1.08-1.17 (more insertions than words), so the two non-native accents are French and Hindi.
+#
+# Measured pocketsphinx 5.1.1 WER on this demo (`asrfair run manifests/demo/manifest.jsonl --by accent`,
+# basic normaliser, 95% speaker-bootstrap interval), 2026-11-22:
+#     us            25.0%  [ 9.4, 42.1]  (flite slt, rms, kal16 with pitch/tempo variants)
+#     scottish      16.7%  [ 7.0, 28.5]  (flite awb with pitch/tempo variants)
+#     us-espeak     39.5%  [23.6, 56.5]  (espeak-ng en-us, Klatt variants)
+#     british-rp    62.2%  [43.6, 78.8]  (espeak-ng en-gb-x-rp, Klatt variants)
+#     hindi         43.5%  [35.1, 51.9]  (espeak-ng hi voice reading English: non-native)
+#     french        82.2%  [73.5, 91.7]  (espeak-ng fr voice reading English: non-native)
+# These are synthetic voices: the gaps say how pocketsphinx copes with each synthesiser and letter-to-sound
+# rules, not how it treats real speakers of these accents.
 
 from __future__ import annotations
 
@@ -67,9 +67,9 @@ SENTENCES: tuple[str, ...] = (
     "I forgot to water the plants while you were away.",
 )
 
-# Each accent reads a window of 12 sentences starting 4 further on than the previous accent's, so every
-# sentence is read by exactly three accents and no accent gets an easier half of the text.
-SENTENCES_PER_ACCENT = 12
+# Each accent reads a window of 20 of the 24 sentences, starting 4 further on than the previous accent's,
+# so every sentence is read by exactly five accents and no accent gets an easier part of the text.
+SENTENCES_PER_ACCENT = 20
 WINDOW_STEP = 4
 
 
@@ -96,26 +96,36 @@ def _espeak(speaker: str, accent: str, native: bool, voice: str, rate_wpm: int, 
     )
 
 
+# Ten synthetic speakers per accent, so that every accent clears the report's default minimum of ten
+# speakers and its interval is a real speaker bootstrap rather than omitted. Variants differ in pitch
+# (sox cents / espeak-ng pitch) and speaking rate (sox tempo / espeak-ng words per minute).
+SPEAKERS_PER_ACCENT = 10
+FLITE_VARIANTS = ((0, 1.0), (200, 0.96), (-200, 1.05), (350, 1.0), (-300, 0.95), (120, 1.08), (-120, 0.92), (260, 1.04), (-250, 1.0), (60, 0.98))
+ESPEAK_VARIANTS = tuple((klatt, rate, pitch) for klatt, rate, pitch in (
+    (6, 150, 50), (2, 140, 35), (4, 135, 65), (6, 130, 30), (2, 155, 55), (4, 145, 45), (6, 140, 70), (2, 130, 60), (4, 155, 30), (6, 160, 40)))
+
+
+def _flite_speakers(accent: str, voices: tuple[str, ...]) -> list[Voice]:
+    speakers = []
+    for index, (cents, tempo) in enumerate(FLITE_VARIANTS):
+        voice = voices[index % len(voices)]
+        # sox pitch is in cents; tempo -s keeps pitch while changing speed, so these read as other speakers.
+        effects = () if (cents, tempo) == (0, 1.0) else ("pitch", str(cents), "tempo", "-s", f"{tempo:g}")
+        speakers.append(_flite(f"syn-{accent}-{voice}-v{index}", accent, voice, *effects))
+    return speakers
+
+
+def _espeak_speakers(accent: str, native: bool, voice: str) -> list[Voice]:
+    return [_espeak(f"syn-{accent}-k{klatt}-v{index}", accent, native, f"{voice}+klatt{klatt}", rate, pitch) for index, (klatt, rate, pitch) in enumerate(ESPEAK_VARIANTS)]
+
+
 VOICES: tuple[Voice, ...] = (
-    _flite("syn-us-slt", "us", "slt"),
-    _flite("syn-us-rms", "us", "rms"),
-    _flite("syn-us-kal16", "us", "kal16"),
-    _flite("syn-scottish-awb", "scottish", "awb"),
-    # sox pitch is in cents; tempo -s keeps pitch while changing speed, so these read as other speakers.
-    _flite("syn-scottish-awb-high", "scottish", "awb", "pitch", "250", "tempo", "-s", "0.95"),
-    _flite("syn-scottish-awb-low", "scottish", "awb", "pitch", "-200", "tempo", "-s", "1.08"),
-    _espeak("syn-us-espeak-k6", "us-espeak", True, "en-us+klatt6", 150, 50),
-    _espeak("syn-us-espeak-k2", "us-espeak", True, "en-us+klatt2", 140, 35),
-    _espeak("syn-us-espeak-k4", "us-espeak", True, "en-us+klatt4", 135, 65),
-    _espeak("syn-british-rp-k4", "british-rp", True, "en-gb-x-rp+klatt4", 140, 50),
-    _espeak("syn-british-rp-k6", "british-rp", True, "en-gb-x-rp+klatt6", 150, 40),
-    _espeak("syn-british-rp-k2", "british-rp", True, "en-gb-x-rp+klatt2", 135, 60),
-    _espeak("syn-hindi-k6", "hindi", False, "hi+klatt6", 150, 50),
-    _espeak("syn-hindi-k2", "hindi", False, "hi+klatt2", 140, 60),
-    _espeak("syn-hindi-k4", "hindi", False, "hi+klatt4", 130, 40),
-    _espeak("syn-french-k2", "french", False, "fr+klatt2", 140, 50),
-    _espeak("syn-french-k4", "french", False, "fr+klatt4", 130, 60),
-    _espeak("syn-french-k6", "french", False, "fr+klatt6", 145, 40),
+    *_flite_speakers("us", ("slt", "rms", "kal16")),
+    *_flite_speakers("scottish", ("awb",)),
+    *_espeak_speakers("us-espeak", True, "en-us"),
+    *_espeak_speakers("british-rp", True, "en-gb-x-rp"),
+    *_espeak_speakers("hindi", False, "hi"),
+    *_espeak_speakers("french", False, "fr"),
 )
 
 

@@ -14,7 +14,6 @@ from harness.noise import (
     apply_profile,
     asrfair_home,
     condition_key,
-    conditions_for,
     list_profiles,
     load_profile,
     parse_snr_values,
@@ -257,7 +256,9 @@ def test_parse_snr_values():
         parse_snr_values("10,abc")
 
 
-def test_conditions_for_includes_clean_once_and_snr_free_profiles_once(isolated):
-    conditions = conditions_for([load_profile("pink"), load_profile("telephone")], [10, 0])
-    assert [c.name for c in conditions] == [CLEAN_CONDITION, "pink@10dB", "pink@0dB", "telephone"]
+def test_build_conditions_includes_clean_once_and_snr_free_profiles_once(isolated):
+    from harness.runner import build_conditions
+
+    conditions = build_conditions([load_profile("pink"), load_profile("telephone")], [10, 0])
+    assert [c.key for c in conditions] == [CLEAN_CONDITION, "pink@10dB", "pink@0dB", "telephone"]
     assert conditions[1].snr_db == 10.0 and conditions[3].snr_db is None

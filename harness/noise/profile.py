@@ -119,29 +119,6 @@ class ProfileInfo:
     error: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
-class Condition:
-    """One evaluation condition: the clean baseline (profile None) or a profile at an SNR."""
-
-    name: str
-    profile: NoiseProfile | None
-    snr_db: float | None
-
-
-def conditions_for(profiles: Sequence[NoiseProfile], snr_values: Iterable[float]) -> list[Condition]:
-    """Clean first, then every (profile, SNR) pair; a profile without an --snr step appears once."""
-    snr_values = tuple(snr_values)
-    out = [Condition(name=CLEAN_CONDITION, profile=None, snr_db=None)]
-    for profile in profiles:
-        if not profile.uses_snr:
-            out.append(Condition(name=condition_key(profile.name, None), profile=profile, snr_db=None))
-            continue
-        if not snr_values:
-            raise ConfigError(f'noise profile "{profile.name}" sets its level from --snr, but no SNR values were given. Add e.g. --snr 20,10,5,0.')
-        out.extend(Condition(name=condition_key(profile.name, s), profile=profile, snr_db=float(s)) for s in snr_values)
-    return out
-
-
 def profile_from_mapping(mapping: object, *, file: str, base_dir: Path | None = None, expected_name: str | None = None,
                          source_path: Path | None = None) -> NoiseProfile:
     """Validate a parsed YAML document into a NoiseProfile; ConfigError names the file, field and value."""
@@ -281,7 +258,7 @@ def apply_profile(profile: NoiseProfile, samples: np.ndarray, rate_hz: int, *, s
         raise ConfigError(f'noise profile "{profile.name}" sets its noise level from --snr, but no SNR was given. Pass --snr, e.g. --snr 20,10,5,0.')
     if not profile.uses_snr and snr_db is not None:
         raise ConfigError(f'noise profile "{profile.name}" has no step whose level comes from --snr, but snr_db={snr_db!r} was given. '
-                          "Run it once without an SNR (conditions_for does this).")
+                          "Run it once without an SNR (harness.runner.build_conditions does this).")
     if snr_db is not None:
         if isinstance(snr_db, bool) or not isinstance(snr_db, (int, float, np.floating, np.integer)) or not math.isfinite(float(snr_db)):
             raise ConfigError(f"--snr: {snr_db!r} is not a number. Give SNRs in dB, e.g. --snr 20,10,5,0.")

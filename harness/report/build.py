@@ -8,6 +8,7 @@ from typing import Any
 
 from harness import stats
 from harness.errors import ConfigError
+from harness.report.conditions import ConditionAnalysis, analyse_conditions
 from harness.report.data import RunData, check_dimensions, load_run
 from harness.report.slices import SliceOptions, SliceTable, build_slice_table
 from harness.runner import CLEAN
@@ -34,6 +35,7 @@ class Report:
     options: ReportOptions
     condition: str | None
     table: SliceTable
+    conditions: ConditionAnalysis | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -46,6 +48,7 @@ class Report:
             "overall": self.table.overall,
             "slices": self.table.slices,
             "disparities": [asdict(d) for d in self.table.disparities],
+            **({"conditions": self.conditions.to_json()} if self.conditions is not None else {}),
             **self.extra,
         }
 
@@ -54,8 +57,10 @@ def build_report(run_dir: str | Path, options: ReportOptions) -> Report:
     data = load_run(run_dir)
     check_dimensions(data, list(options.by))
     frame, condition = select_condition(data, options)
-    table = build_slice_table(frame, SliceOptions(by=options.by, cross=options.cross, min_speakers=options.min_speakers, min_words=options.min_words, n_resamples=options.n_resamples, confidence=options.confidence, seed=options.seed))
-    return Report(run_dir=data.run_dir, run=run_summary(data), options=options, condition=condition, table=table)
+    slice_options = SliceOptions(by=options.by, cross=options.cross, min_speakers=options.min_speakers, min_words=options.min_words, n_resamples=options.n_resamples, confidence=options.confidence, seed=options.seed)
+    table = build_slice_table(frame, slice_options)
+    conditions = analyse_conditions(data.frame, slice_options)
+    return Report(run_dir=data.run_dir, run=run_summary(data), options=options, condition=condition, table=table, conditions=conditions)
 
 
 def select_condition(data: RunData, options: ReportOptions):

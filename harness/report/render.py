@@ -70,10 +70,64 @@ def print_report(report, console: Console) -> None:
         table.add_row(*(row[key] for key in TERMINAL_COLUMNS), style="dim" if row["flag"] else None)
     console.print(table)
     console.print(_footnote(report), highlight=False)
+    if report.conditions is not None:
+        conditions = Table(title="Degradation from clean, paired by utterance", title_justify="left")
+        for key, header in CONDITION_COLUMNS:
+            conditions.add_column(header, justify="left" if key in ("slice", "condition", "flag") else "right", no_wrap=True)
+        for row in condition_rows(report):
+            conditions.add_row(*(row[key] for key, _ in CONDITION_COLUMNS), style="dim" if row["flag"] else None)
+        console.print(conditions)
+        tested = len(report.conditions.tests)
+        findings = significant_tests(report)
+        console.print(f"Differential degradation: {len(findings)} of {tested} slice pairs differ significantly (Holm, within each dimension and condition).", highlight=False)
+        for line in findings:
+            console.print(f"  - {line}", highlight=False)
     for dim in report.table.disparities:
         if dim.worst and dim.best:
             ratio, gap = dim.worst_to_best_ratio, dim.worst_minus_best
             console.print(f"{' × '.join(dim.dimension)}: worst {_label(dim.worst)} vs best {_label(dim.best)}: ratio {_ratio(ratio['estimate'])} [{_ratio(ratio['ci_low'])}, {_ratio(ratio['ci_high'])}], gap {_pct(gap['estimate'])} [{_pct(gap['ci_low'])}, {_pct(gap['ci_high'])}]", highlight=False)
+
+
+def condition_rows(report) -> list[dict[str, str]]:
+    """The last-mile table as strings: each slice under each condition, and its change from clean."""
+    if report.conditions is None:
+        return []
+    rows = []
+    for row in report.conditions.rows:
+        change, low, high = row["degradation"], row["degradation_ci_low"], row["degradation_ci_high"]
+        relative = row["degradation_relative"]
+        rows.append({
+            "slice": _label(row["by"]) or "overall", "condition": row["condition"], "n_speakers": str(row["n_speakers"]),
+            "wer_clean": _pct(row["wer_clean"]), "wer": _pct(row["wer"]),
+            "change": DASH if change is None else f"{100 * change:+.1f} pts",
+            "change_ci": DASH if low is None or high is None else f"{100 * low:+.1f} to {100 * high:+.1f}",
+            "relative": DASH if relative is None else f"{100 * relative:+.0f}%",
+            "relative_ci": DASH if row["degradation_relative_ci_low"] is None or row["degradation_relative_ci_high"] is None else f"{100 * row['degradation_relative_ci_low']:+.0f}% to {100 * row['degradation_relative_ci_high']:+.0f}%",
+            "flag": "small" if row["small"] else "",
+        })
+    return rows
+
+
+CONDITION_COLUMNS = (
+    ("slice", "slice"), ("condition", "condition"), ("n_speakers", "spk"), ("wer_clean", "WER clean"), ("wer", "WER"),
+    ("change", "change"), ("change_ci", "95% CI"), ("relative", "relative"), ("relative_ci", "95% CI (rel.)"), ("flag", "flag"),
+)
+
+
+def significant_tests(report) -> list[str]:
+    if report.conditions is None:
+        return []
+    lines = []
+    for test in sorted(report.conditions.tests, key=lambda t: t["p_value_holm"]):
+        if test["significant"]:
+            worse, better = (test["slice_a"], test["slice_b"]) if test["difference"] > 0 else (test["slice_b"], test["slice_a"])
+            lines.append(
+                f"under {test['condition']}, {_label(worse)} loses {100 * abs(test['difference']):.1f} pts more than {_label(better)} "
+                f"(95% CI {100 * abs(test['ci_low'] if test['difference'] > 0 else test['ci_high']):.1f}–{100 * abs(test['ci_high'] if test['difference'] > 0 else test['ci_low']):.1f} pts; Holm-adjusted p = {test['p_value_holm']:.3g})"
+                if test["ci_low"] is not None and test["ci_high"] is not None else
+                f"under {test['condition']}, {_label(worse)} loses {100 * abs(test['difference']):.1f} pts more than {_label(better)} (Holm-adjusted p = {test['p_value_holm']:.3g})"
+            )
+    return lines
 
 
 def _label(by: dict[str, str]) -> str:
@@ -106,6 +160,16 @@ def render_markdown(report) -> str:
         if dim.worst and dim.best:
             ratio, gap = dim.worst_to_best_ratio, dim.worst_minus_best
             lines.append(f"- **{' × '.join(dim.dimension)}**: worst {_md_escape(_label(dim.worst))}, best {_md_escape(_label(dim.best))}; worst/best ratio {_ratio(ratio['estimate'])} [{_ratio(ratio['ci_low'])}, {_ratio(ratio['ci_high'])}], gap {_pct(gap['estimate'])} [{_pct(gap['ci_low'])}, {_pct(gap['ci_high'])}] ({dim.slices_compared} slices with intervals compared)")
+    if report.conditions is not None:
+        lines += ["", "## Under each condition", "", "Paired by utterance: each slice's WER clean and under the condition, and the change, with 95% speaker-bootstrap intervals.", ""]
+        lines += ["| " + " | ".join(h for _, h in CONDITION_COLUMNS) + " |", "|" + "|".join("---" if k in ("slice", "condition", "flag") else "---:" for k, _ in CONDITION_COLUMNS) + "|"]
+        for row in condition_rows(report):
+            lines.append("| " + " | ".join(_md_escape(row[key]) for key, _ in CONDITION_COLUMNS) + " |")
+        findings = significant_tests(report)
+        lines += ["", f"**Differential degradation**: {len(findings)} of {len(report.conditions.tests)} slice pairs differ significantly (permutation test over speakers, Holm-adjusted within each dimension and condition)."]
+        lines += [f"- {_md_escape(line)}" for line in findings]
+        if (report.run_dir / "robustness.svg").exists():
+            lines += ["", "![WER against SNR by slice](robustness.svg)"]
     return "\n".join(lines) + "\n"
 
 
@@ -143,6 +207,10 @@ def write_report(report, out_dir: str | Path, *, formats: list[str]) -> list[Pat
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
+    if report.conditions is not None:
+        from harness.report.conditions import robustness_plot
+
+        written += robustness_plot(report.conditions, out_dir / "robustness")
     if "md" in formats:
         (out_dir / "report.md").write_text(render_markdown(report), encoding="utf-8")
         written.append(out_dir / "report.md")
