@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -103,18 +106,20 @@ def run(
         columns = _column_map(id_column, audio_column, text_column, speaker_column, tag_columns, missing_value)
         loaded = load_manifest(manifest, columns=columns, require_audio=backend != "replay")
         engine = load_backend(backend, options)
-        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=error_console, transient=True, disable=not sys.stderr.isatty()) as bar:
+        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=error_console, transient=True, disable=not sys.stderr.isatty()) as bar, _graceful_interrupt() as stop:
             task = bar.add_task(f"{backend}", total=len(loaded) * len(conditions))
             summary = run_evaluation(
                 loaded, engine, out_dir=out_dir, normalizer=normalizer, seed=seed, batch_size=batch_size,
                 conditions=conditions, resume=resume, prep_workers=workers, backend_options=options,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
+                progress=lambda done, total: bar.update(task, completed=done, total=total), stop_requested=stop.is_set,
             )
     except KeyboardInterrupt:
-        error_console.print(f"interrupted; finished batches are saved. Continue with the same command plus --resume --out {out_dir}.")
-        raise typer.Exit(code=130)
+        summary = None
     except HarnessError as error:
         _fail(error)
+    if summary is None or summary.stopped_early:
+        error_console.print(f"interrupted; finished batches are saved. Continue with the same command plus --resume --out {out_dir}.")
+        raise typer.Exit(code=130)
     error_console.print(
         f"{summary.n_written} utterance-conditions transcribed in {summary.seconds:.1f} s ({summary.n_done_before} already done, {summary.n_failed} failed). Run: {summary.out_dir}",
         highlight=False,
@@ -149,6 +154,82 @@ def _report(run_dir: Path, by: list[str], *, cross: bool, min_speakers: int, min
     built = build_report(run_dir, options)
     print_report(built, console)
     written = write_report(built, run_dir, formats=[f.strip() for f in formats.split(",") if f.strip()])
+    error_console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+
+
+@app.command()
+def card(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `asrfair run`.")],
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Directory for card.md and card.html (default: the run directory).")] = None,
+    by: ByOption = None,
+    cross: Annotated[bool, typer.Option("--cross", help="With several --by, also report their two-way intersections.")] = False,
+    labels_source: Annotated[str, typer.Option("--labels-source", help="Where the slice labels came from, e.g. self-reported or annotated.")] = "not stated",
+    min_speakers: Annotated[int, typer.Option("--min-speakers", help="Slices with fewer speakers have their WER suppressed.")] = 10,
+    min_words: Annotated[int, typer.Option("--min-words", help="Slices with fewer reference words have their WER suppressed.")] = 100,
+    resamples: Annotated[int, typer.Option("--resamples", help="Bootstrap resamples of speakers.")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    condition: Annotated[Optional[str], typer.Option("--condition", help="Condition key for the slice tables (default: clean).")] = None,
+) -> None:
+    """The performance section of a service card (card.md, card.html): WER by slice for publication, small slices suppressed."""
+    from harness.report import ReportOptions, build_report
+    from harness.report.card import write_card
+
+    try:
+        options = ReportOptions(by=tuple(by or []), cross=cross, min_speakers=min_speakers, min_words=min_words, n_resamples=resamples, seed=seed, condition=condition)
+        written = write_card(build_report(run_dir, options), out or run_dir, labels_source=labels_source)
+    except HarnessError as error:
+        _fail(error)
+    error_console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+
+
+@app.command()
+def slices(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `asrfair run`.")],
+    depth: Annotated[int, typer.Option("--depth", help="Most tags combined in one slice: 1, 2 or 3.")] = 2,
+    tags: Annotated[Optional[str], typer.Option("--tags", help="Comma-separated tags to search (default: every tag of the run).")] = None,
+    min_speakers: Annotated[int, typer.Option("--min-speakers", help="Slices with fewer speakers are not tried (counted as suppressed).")] = 10,
+    min_words: Annotated[int, typer.Option("--min-words", help="Slices with fewer reference words are not tried (counted as suppressed).")] = 100,
+    fdr: Annotated[float, typer.Option("--fdr", help="False discovery rate over every slice tried (Benjamini-Hochberg).")] = 0.05,
+    resamples: Annotated[int, typer.Option("--resamples", help="Bootstrap resamples of speakers.")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    condition: Annotated[Optional[str], typer.Option("--condition", help="Condition key to search (default: clean).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Where to write slices.json and slices.md (default: the run directory).")] = None,
+) -> None:
+    """Find where the model fails: every combination of tag values, tested against overall WER, ranked by excess errors."""
+    from harness.report.discovery import DiscoveryOptions, discover_run, print_discovery, write_discovery
+
+    try:
+        tag_names = tuple(t.strip() for t in tags.split(",") if t.strip()) if tags else None
+        options = DiscoveryOptions(tags=tag_names, max_depth=depth, min_speakers=min_speakers, min_words=min_words, n_resamples=resamples, seed=seed, fdr=fdr, condition=condition)
+        result = discover_run(run_dir, options)
+        print_discovery(result, console)
+        written = write_discovery(result, out or run_dir)
+    except HarnessError as error:
+        _fail(error)
+    error_console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+
+
+@app.command()
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="Run A, the baseline: a directory written by `asrfair run`.")],
+    run_b: Annotated[Path, typer.Argument(help="Run B, compared with A: a run of the same manifest and normaliser.")],
+    by: ByOption = None,
+    min_speakers: Annotated[int, typer.Option("--min-speakers", help="Slices with fewer speakers are flagged small: no interval, not in Holm or the gap.")] = 10,
+    min_words: Annotated[int, typer.Option("--min-words", help="Slices with fewer reference words are flagged small.")] = 100,
+    resamples: Annotated[int, typer.Option("--resamples", help="Bootstrap resamples (and sign flips) of speakers.")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    condition: Annotated[Optional[str], typer.Option("--condition", help="Condition key to compare (default: clean).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Where to write comparison.json and comparison.md (default: run B's directory).")] = None,
+) -> None:
+    """Compare two runs on the same utterances: WER change (B - A) overall and per slice, and whether the worst-best gap shrank."""
+    from harness.report.compare import compare_runs, print_comparison, write_comparison
+
+    try:
+        result = compare_runs(run_a, run_b, by=by or [], min_speakers=min_speakers, min_words=min_words, n_resamples=resamples, seed=seed, condition=condition)
+        print_comparison(result, console)
+        written = write_comparison(result, out or run_b)
+    except HarnessError as error:
+        _fail(error)
     error_console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
 
 
@@ -228,6 +309,25 @@ def noise_preview(
         _fail(error)
     applied = "; ".join(", ".join(f"{k}={v}" for k, v in r.items() if k in ("type", "step", "file", "offset_s", "snr_db_target", "snr_db_measured", "target_snr_db", "measured_snr_db")) for r in records)
     console.print(f"wrote {output} ({len(audio) / rate:.2f} s at {rate} Hz). Applied: {applied}", highlight=False)
+
+
+@contextlib.contextmanager
+def _graceful_interrupt():
+    """First Ctrl-C: finish the batch in hand and stop (native decoders can swallow KeyboardInterrupt).
+    Second Ctrl-C: stop at once; committed batches are safe either way."""
+    stop = threading.Event()
+
+    def on_interrupt(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        error_console.print("stopping after the current batch; Ctrl-C again to stop now (finished batches are saved either way)")
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _parse_snrs(text: str | None) -> list[float]:

@@ -84,6 +84,7 @@ class RunSummary:
     n_written: int
     n_failed: int
     seconds: float
+    stopped_early: bool = False
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,13 @@ def run_evaluation(
     prefetch_batches: int = 4,
     backend_options: dict[str, str] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> RunSummary:
-    """Transcribe and score every (utterance, condition) not yet in `out_dir`, one batch per transaction."""
+    """Transcribe and score every (utterance, condition) not yet in `out_dir`, one batch per transaction.
+
+    `stop_requested` is polled after each batch; when it returns True the run stops cleanly with every
+    finished batch saved (the CLI sets it on the first Ctrl-C, since a native decoder may swallow it).
+    """
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}.")
     normalize = get_normalizer(normalizer)
@@ -143,41 +149,62 @@ def run_evaluation(
         "seed": seed,
         "conditions": [c.describe() for c in conditions],
     }
-    run_record = _open_run(out_dir, config, resume=resume)
-    run_record["backend_details"] = describe_backend(backend)
-    session = {"started_at": _now(), "batch_size": batch_size}
-    run_record.setdefault("sessions", []).append(session)
-    _write_json(out_dir / RUN_FILE, run_record)
+    lock = _lock_run_dir(out_dir)
+    try:
+        run_record = _open_run(out_dir, config, resume=resume)
+        run_record["backend_details"] = describe_backend(backend)
+        session = {"started_at": _now(), "batch_size": batch_size}
+        run_record.setdefault("sessions", []).append(session)
+        _write_json(out_dir / RUN_FILE, run_record)
 
-    started = time.perf_counter()
-    with ResultStore(out_dir / RESULTS_FILE) as store:
-        done = store.done_keys()
-        work = [_WorkItem(u, c) for u in manifest for c in conditions if (u.id, c.key) not in done]
-        n_total = len(manifest) * len(conditions)
-        load = _audio_loader(backend.sample_rate_hz) if needs_audio else None
-        babble_candidates = [u for u in manifest if u.has_audio]
-        written = failed = 0
-        interrupted = True
-        try:
-            for prepared in _prepared_batches(work, batch_size, load, babble_candidates, seed, prep_workers, prefetch_batches):
-                rows = _transcribe_and_score(backend, prepared, normalize)
-                store.write_batch(rows)
-                written += len(rows)
-                failed += sum(row["status"] == "failed" for row in rows)
-                if progress is not None:
-                    progress(len(done) + written, n_total)
-            interrupted = False
-        finally:
-            session["ended_at"] = _now()
-            session["written"] = written
-            session["interrupted"] = interrupted
-            complete = not interrupted and store.count() == n_total
-            run_record["status"] = "complete" if complete else "interrupted"
-            run_record["backend_details"] = describe_backend(backend)
-            _write_json(out_dir / RUN_FILE, run_record)
-            if complete:
-                store.to_frame().to_parquet(out_dir / EXPORT_FILE, index=False)
-    return RunSummary(out_dir=out_dir, n_total=n_total, n_done_before=len(done), n_written=written, n_failed=failed, seconds=time.perf_counter() - started)
+        started = time.perf_counter()
+        with ResultStore(out_dir / RESULTS_FILE) as store:
+            done = store.done_keys()
+            work = [_WorkItem(u, c) for u in manifest for c in conditions if (u.id, c.key) not in done]
+            n_total = len(manifest) * len(conditions)
+            load = _audio_loader(backend.sample_rate_hz) if needs_audio else None
+            babble_candidates = [u for u in manifest if u.has_audio]
+            written = failed = 0
+            interrupted = True
+            try:
+                for prepared in _prepared_batches(work, batch_size, load, babble_candidates, seed, prep_workers, prefetch_batches):
+                    rows = _transcribe_and_score(backend, prepared, normalize)
+                    store.write_batch(rows)
+                    written += len(rows)
+                    failed += sum(row["status"] == "failed" for row in rows)
+                    if progress is not None:
+                        progress(len(done) + written, n_total)
+                    if stop_requested is not None and stop_requested():
+                        break
+                else:
+                    interrupted = False
+            finally:
+                session["ended_at"] = _now()
+                session["written"] = written
+                session["interrupted"] = interrupted
+                complete = not interrupted and store.count() == n_total
+                run_record["status"] = "complete" if complete else "interrupted"
+                run_record["backend_details"] = describe_backend(backend)
+                _write_json(out_dir / RUN_FILE, run_record)
+                if complete:
+                    store.to_frame().to_parquet(out_dir / EXPORT_FILE, index=False)
+        return RunSummary(out_dir=out_dir, n_total=n_total, n_done_before=len(done), n_written=written, n_failed=failed, seconds=time.perf_counter() - started, stopped_early=interrupted)
+    finally:
+        lock.close()
+
+
+def _lock_run_dir(out_dir: Path):
+    """Hold an exclusive lock on the run directory: two processes resuming one run would race for rows."""
+    import fcntl
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(out_dir / ".lock", "w")  # noqa: SIM115 - held open for the whole run, closed in run_evaluation
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ConfigError(f"{out_dir} is in use by another asrfair process. Wait for it to finish (or stop it), then run again with --resume.") from None
+    return handle
 
 
 def _open_run(out_dir: Path, config: dict[str, Any], *, resume: bool) -> dict[str, Any]:
@@ -193,7 +220,6 @@ def _open_run(out_dir: Path, config: dict[str, Any], *, resume: bool) -> dict[st
                     "Resume only with the same manifest, backend, normaliser, seed and conditions, or start a new --out directory."
                 )
         return previous
-    out_dir.mkdir(parents=True, exist_ok=True)
     return {"asrfair_version": _version("asrfair"), "created_at": _now(), **config, "environment": _environment(), "status": "running"}
 
 

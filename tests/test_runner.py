@@ -18,8 +18,11 @@ from harness.runner import run_evaluation
 
 
 def rows_in(run_dir):
-    with sqlite3.connect(run_dir / "results.sqlite") as connection:
-        return connection.execute("SELECT utterance_id, condition_key FROM results").fetchall()
+    try:
+        with sqlite3.connect(run_dir / "results.sqlite") as connection:
+            return connection.execute("SELECT utterance_id, condition_key FROM results").fetchall()
+    except sqlite3.OperationalError:  # the file exists a moment before its table does
+        return []
 
 
 def test_run_records_provenance_and_scores(tmp_path, speech_manifest):
@@ -88,3 +91,21 @@ def test_interrupted_run_resumes_without_loss_or_duplicates(tmp_path, speech_man
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "complete"
     assert record["sessions"][-1]["written"] == 12 - len(done_before), "finished utterances must not be transcribed again"
+
+
+def test_a_run_in_use_by_another_process_is_refused(tmp_path, speech_manifest):
+    import fcntl
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ConfigError, match="in use by another asrfair process"):
+            run_evaluation(load_manifest(speech_manifest), load_backend("replay", {"hypotheses": str(write_empty_hypotheses(tmp_path))}), out_dir=out)
+    assert not (out / "run.json").exists()
+
+
+def write_empty_hypotheses(tmp_path):
+    path = tmp_path / "hyps.tsv"
+    path.write_text("id\thypothesis\nslt_0\tthe cat sat on the mat\n")
+    return path

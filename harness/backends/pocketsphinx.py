@@ -6,7 +6,9 @@ Defaults to the US English model shipped inside the `pocketsphinx` wheel; any de
 from __future__ import annotations
 
 import difflib
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,8 @@ class PocketsphinxBackend:
     name = "pocketsphinx"
     sample_rate_hz = 16000
 
-    def __init__(self, **options: str):
+    def __init__(self, processes: str | int = "auto", **options: str):
+        self.processes = _parse_processes(processes)
         probe = pocketsphinx.Config()
         for key, value in options.items():
             if key not in probe:
@@ -70,7 +73,9 @@ class PocketsphinxBackend:
         }
         if "lm" not in options and any(key in options for key in _OTHER_SEARCHES):
             del self._args["lm"]
+        self._options = dict(options)
         self._decoder = None
+        self._pool = None
 
     def _get_decoder(self):
         # Building a decoder reads the model (about 0.3 s); do it on first use, once per instance.
@@ -86,6 +91,32 @@ class PocketsphinxBackend:
         return self._decoder
 
     def transcribe(self, batch: list[TranscriptionRequest]) -> list[str]:
+        """Decode a batch, split into contiguous chunks across `processes` decoder processes.
+
+        PocketSphinx decodes on one core and holds the GIL, so processes are the only way to use more
+        cores. Each utterance is decoded from a reset front end, so the split does not change results.
+        """
+        if self.processes <= 1 or len(batch) <= 1:
+            return self._decode(batch)
+        if self._pool is None:
+            # spawn, not fork: the runner's audio threads are running, and forking a threaded process can deadlock.
+            self._pool = ProcessPoolExecutor(max_workers=self.processes, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=(self._options,))
+        size = -(-len(batch) // self.processes)
+        chunks = [batch[i : i + size] for i in range(0, len(batch), size)]
+        return [text for texts in self._pool.map(_decode_in_worker, chunks) for text in texts]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown may already have torn down the executor machinery
+            pass
+
+    def _decode(self, batch: list[TranscriptionRequest]) -> list[str]:
         decoder = self._get_decoder()
         texts = []
         for request in batch:
@@ -115,4 +146,30 @@ class PocketsphinxBackend:
             package_version = version("pocketsphinx")
         except PackageNotFoundError:
             package_version = "unknown"
-        return {"args": dict(self._args), "sample_rate_hz": self.sample_rate_hz, "pocketsphinx_version": package_version}
+        return {"args": dict(self._args), "processes": self.processes, "sample_rate_hz": self.sample_rate_hz, "pocketsphinx_version": package_version}
+
+
+def _parse_processes(value: str | int) -> int:
+    if value == "auto":
+        return max(1, min(os.cpu_count() or 1, 8))
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        count = 0
+    if count < 1:
+        raise BackendError(f"pocketsphinx: processes={value!r} must be a positive whole number or 'auto'. Use e.g. --backend-arg processes=2.")
+    return count
+
+
+_worker_backend: PocketsphinxBackend | None = None
+
+
+def _start_worker(options: dict[str, str]) -> None:
+    global _worker_backend
+    _worker_backend = PocketsphinxBackend(processes=1, **options)
+
+
+def _decode_in_worker(batch: list[TranscriptionRequest]) -> list[str]:
+    if _worker_backend is None:
+        raise BackendError("pocketsphinx: a decoder process started without its decoder. Retry with --backend-arg processes=1.")
+    return _worker_backend._decode(batch)

@@ -170,7 +170,7 @@ def robustness_plot(analysis: ConditionAnalysis, path_stem: Path) -> list[Path]:
         return []
     dims = list(dict.fromkeys(frame["dimension"]))
     profiles = list(dict.fromkeys(frame["profile"]))
-    figure, axes = plt.subplots(len(dims), len(profiles), figsize=(4.2 * len(profiles), 3.4 * len(dims)), squeeze=False, sharey=True)
+    figure, axes = plt.subplots(len(dims), len(profiles), figsize=(max(5.5, 4.2 * len(profiles)), 3.6 * len(dims)), squeeze=False, sharey=True)
     for r, dim in enumerate(dims):
         for c, profile in enumerate(profiles):
             axis = axes[r][c]
@@ -192,7 +192,7 @@ def robustness_plot(analysis: ConditionAnalysis, path_stem: Path) -> list[Path]:
                 axis.set_ylabel("WER (%)")
             axis.grid(alpha=0.3)
             axis.legend(fontsize=7)
-    figure.suptitle("WER against SNR (thin lines: clean WER; bands: 95% speaker bootstrap)", fontsize=10)
+    figure.suptitle("WER against SNR\nthin lines: clean WER; bands: 95% speaker bootstrap", fontsize=9)
     figure.tight_layout()
     written = []
     for suffix in (".svg", ".png"):

@@ -404,7 +404,7 @@ def _points(value: float | None) -> str:
 
 
 def _short(value: Any, limit: int = 16) -> str:
-    text = "unknown" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+    text = "unknown" if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) else str(value)
     return text if len(text) <= limit else text[:limit] + "…"
 
 

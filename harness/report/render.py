@@ -85,7 +85,7 @@ def print_report(report, console: Console) -> None:
     for dim in report.table.disparities:
         if dim.worst and dim.best:
             ratio, gap = dim.worst_to_best_ratio, dim.worst_minus_best
-            console.print(f"{' × '.join(dim.dimension)}: worst {_label(dim.worst)} vs best {_label(dim.best)}: ratio {_ratio(ratio['estimate'])} [{_ratio(ratio['ci_low'])}, {_ratio(ratio['ci_high'])}], gap {_pct(gap['estimate'])} [{_pct(gap['ci_low'])}, {_pct(gap['ci_high'])}]", highlight=False)
+            console.print(f"{' × '.join(dim.dimension)}: worst {_label(dim.worst)} vs best {_label(dim.best)}: ratio {_ratio(ratio['estimate'])} [{_ratio(ratio['ci_low'])}, {_ratio(ratio['ci_high'])}], gap {_pts(gap['estimate'])} pts [{_pts(gap['ci_low'])}, {_pts(gap['ci_high'])}]", highlight=False)
 
 
 def condition_rows(report) -> list[dict[str, str]]:
@@ -130,6 +130,10 @@ def significant_tests(report) -> list[str]:
     return lines
 
 
+def _pts(value: float | None) -> str:
+    return DASH if value is None else f"{100 * value:.1f}"
+
+
 def _label(by: dict[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in by.items())
 
@@ -142,7 +146,7 @@ def _footnote(report) -> str:
     )
 
 
-def render_markdown(report) -> str:
+def render_markdown(report, out_dir: Path | None = None) -> str:
     lines = [f"# WER report: {report.run_dir.name}", ""]
     run = report.run
     lines += [
@@ -159,7 +163,7 @@ def render_markdown(report) -> str:
     for dim in report.table.disparities:
         if dim.worst and dim.best:
             ratio, gap = dim.worst_to_best_ratio, dim.worst_minus_best
-            lines.append(f"- **{' × '.join(dim.dimension)}**: worst {_md_escape(_label(dim.worst))}, best {_md_escape(_label(dim.best))}; worst/best ratio {_ratio(ratio['estimate'])} [{_ratio(ratio['ci_low'])}, {_ratio(ratio['ci_high'])}], gap {_pct(gap['estimate'])} [{_pct(gap['ci_low'])}, {_pct(gap['ci_high'])}] ({dim.slices_compared} slices with intervals compared)")
+            lines.append(f"- **{' × '.join(dim.dimension)}**: worst {_md_escape(_label(dim.worst))}, best {_md_escape(_label(dim.best))}; worst/best ratio {_ratio(ratio['estimate'])} [{_ratio(ratio['ci_low'])}, {_ratio(ratio['ci_high'])}], gap {_pts(gap['estimate'])} pts [{_pts(gap['ci_low'])}, {_pts(gap['ci_high'])}] ({dim.slices_compared} slices with intervals compared)")
     if report.conditions is not None:
         lines += ["", "## Under each condition", "", "Paired by utterance: each slice's WER clean and under the condition, and the change, with 95% speaker-bootstrap intervals.", ""]
         lines += ["| " + " | ".join(h for _, h in CONDITION_COLUMNS) + " |", "|" + "|".join("---" if k in ("slice", "condition", "flag") else "---:" for k, _ in CONDITION_COLUMNS) + "|"]
@@ -168,7 +172,7 @@ def render_markdown(report) -> str:
         findings = significant_tests(report)
         lines += ["", f"**Differential degradation**: {len(findings)} of {len(report.conditions.tests)} slice pairs differ significantly (permutation test over speakers, Holm-adjusted within each dimension and condition)."]
         lines += [f"- {_md_escape(line)}" for line in findings]
-        if (report.run_dir / "robustness.svg").exists():
+        if ((out_dir or report.run_dir) / "robustness.svg").exists():
             lines += ["", "![WER against SNR by slice](robustness.svg)"]
     return "\n".join(lines) + "\n"
 
@@ -212,7 +216,7 @@ def write_report(report, out_dir: str | Path, *, formats: list[str]) -> list[Pat
 
         written += robustness_plot(report.conditions, out_dir / "robustness")
     if "md" in formats:
-        (out_dir / "report.md").write_text(render_markdown(report), encoding="utf-8")
+        (out_dir / "report.md").write_text(render_markdown(report, out_dir), encoding="utf-8")
         written.append(out_dir / "report.md")
     if "csv" in formats:
         write_csv(report, out_dir / "report.csv")

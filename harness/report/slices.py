@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -91,7 +92,7 @@ def build_slice_table(frame: pd.DataFrame, options: SliceOptions) -> SliceTable:
             labelled[name] = labelled[name].astype("string").fillna(NOT_GIVEN) if name != "snr_db" else labelled[name].map(_snr_label)
         labelled_ok = labelled[labelled["status"] == "ok"]
         intervals = _intervals(labelled_ok, list(dim), options)
-        measures = stats.disparity(intervals) if intervals is not None else None
+        measures = stats.disparity(_without_unlabelled(intervals)) if intervals is not None else None
         index = {label if isinstance(label, tuple) else (label,): i for i, label in enumerate(intervals.slices)} if intervals is not None else {}
         for key, group in labelled.groupby(list(dim), sort=True, dropna=False):
             key = key if isinstance(key, tuple) else (key,)
@@ -125,6 +126,14 @@ def _intervals(ok: pd.DataFrame, by: list[str], options: SliceOptions) -> stats.
         except stats.StatsInputError:
             pass
     return stats.slice_intervals_from_results(ok, **arguments)
+
+
+def _without_unlabelled(intervals: stats.SliceIntervals) -> stats.SliceIntervals:
+    """Rows with no label are not a group of people: keep them out of worst/best rankings."""
+    unlabelled = np.array([NOT_GIVEN in (label if isinstance(label, tuple) else (label,)) for label in intervals.slices])
+    if not unlabelled.any():
+        return intervals
+    return dataclasses.replace(intervals, interval_omitted=intervals.interval_omitted | unlabelled)
 
 
 def _dimension_disparity(dim: tuple[str, ...], measures: stats.Disparity) -> DimensionDisparity:
@@ -161,8 +170,9 @@ def _rate(numerator: int, denominator: int) -> float | None:
 
 
 def _none_if_nan(value: float) -> float | None:
+    """JSON has no NaN or infinity: an undefined value (0/0) or a ratio to a zero WER is reported as null."""
     value = float(value)
-    return None if math.isnan(value) else value
+    return value if math.isfinite(value) else None
 
 
 def _snr_label(value: float) -> str:
