@@ -154,9 +154,10 @@ def _dimension_disparity(dim: tuple[str, ...], measures: stats.Disparity) -> Dim
 
 
 def _restrict_best_to_trusted(rows: list[dict[str, Any]]) -> None:
-    """Small slices get no rank-derived comparisons: a 1-speaker 'best' slice would anchor every gap."""
+    """Small and unlabelled slices get no rank-derived comparisons: a 1-speaker 'best' slice would
+    anchor every gap, and rows without a label are not a group to rank."""
     for row in rows:
-        if row["small"]:
+        if row["small"] or NOT_GIVEN in row["by"].values():
             for name in ("gap_to_best", "ratio_to_best"):
                 row[name] = None
 
