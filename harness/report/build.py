@@ -6,7 +6,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import stats
 from harness.errors import ConfigError
 from harness.report.conditions import ConditionAnalysis, analyse_conditions
 from harness.report.data import RunData, check_dimensions, load_run
@@ -17,15 +16,10 @@ CONDITION_DIMENSIONS = frozenset({"condition", "condition_key", "snr_db"})
 
 
 @dataclass(frozen=True, kw_only=True)
-class ReportOptions:
-    by: tuple[str, ...] = ()
-    cross: bool = False
-    min_speakers: int = stats.DEFAULT_MIN_SPEAKERS
-    min_words: int = stats.DEFAULT_MIN_REF_WORDS
-    n_resamples: int = stats.DEFAULT_N_RESAMPLES
-    confidence: float = stats.DEFAULT_CONFIDENCE
-    seed: int = 0
-    condition: str | None = None  # which condition's rows the slice table covers (default: clean)
+class ReportOptions(SliceOptions):
+    """How slices are cut and judged, plus which condition's rows the slice table covers (default: clean)."""
+
+    condition: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,9 +51,8 @@ def build_report(run_dir: str | Path, options: ReportOptions) -> Report:
     data = load_run(run_dir)
     check_dimensions(data, list(options.by))
     frame, condition = select_condition(data, options)
-    slice_options = SliceOptions(by=options.by, cross=options.cross, min_speakers=options.min_speakers, min_words=options.min_words, n_resamples=options.n_resamples, confidence=options.confidence, seed=options.seed)
-    table = build_slice_table(frame, slice_options)
-    conditions = analyse_conditions(data.frame, slice_options)
+    table = build_slice_table(frame, options)
+    conditions = analyse_conditions(data.frame, options)
     return Report(run_dir=data.run_dir, run=run_summary(data), options=options, condition=condition, table=table, conditions=conditions)
 
 
