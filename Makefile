@@ -34,6 +34,7 @@ bench: install
 	$(BIN)/python benchmarks/scoring.py
 	$(BIN)/python benchmarks/noise.py
 	$(BIN)/python benchmarks/stats_bootstrap.py
+	$(BIN)/python benchmarks/slices_compare.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
