@@ -365,28 +365,11 @@ def slice_intervals(
     Cost: O(n_rows) to aggregate, then O(n_resamples x n_clusters) to draw and
     O(n_resamples x n_clusters x n_slices) in one matrix product per chunk of replicates.
     """
-    _check_confidence(confidence)
-    _check_n_resamples(n_resamples)
-    _check_min_speakers(min_speakers)
     errors_arr, words_arr = _counts(errors=errors, ref_words=ref_words)
-    n_rows = errors_arr.size
-    slice_codes, slice_labels = _factorize_slices(slices, n_rows)
-    cluster_codes, cluster_names = _factorize_clusters(clusters, n_rows)
-    strata_codes = None if strata is None else _cluster_strata(strata, cluster_codes, cluster_names, n_rows)
-    rng, seed_record = _as_rng(seed)
-    return _slice_intervals_from_codes(
-        errors=errors_arr,
-        ref_words=words_arr,
-        cluster_codes=cluster_codes,
-        n_clusters=len(cluster_names),
-        slice_codes=slice_codes,
-        slice_labels=slice_labels,
-        strata_codes=strata_codes,
-        rng=rng,
-        seed_record=seed_record,
-        n_resamples=n_resamples,
-        confidence=confidence,
-        min_speakers=min_speakers,
+    slice_codes, slice_labels = _factorize_slices(slices, errors_arr.size)
+    return _checked_slice_intervals(
+        errors=errors_arr, ref_words=words_arr, clusters=clusters, slice_codes=slice_codes, slice_labels=slice_labels,
+        strata=strata, seed=seed, n_resamples=n_resamples, confidence=confidence, min_speakers=min_speakers,
     )
 
 
@@ -419,19 +402,41 @@ def slice_intervals_from_results(
     slice_codes = grouped.ngroup().to_numpy(dtype=np.int64)
     labels = tuple(grouped.size().index)  # tuples when grouping by several columns
     errors_arr, words_arr = _counts(errors=frame["errors"].to_numpy(), ref_words=frame["ref_words"].to_numpy())
+    return _checked_slice_intervals(
+        errors=errors_arr, ref_words=words_arr, clusters=clusters, slice_codes=slice_codes, slice_labels=labels,
+        strata=None if strata is None else frame[strata].to_numpy(), seed=seed, n_resamples=n_resamples,
+        confidence=confidence, min_speakers=min_speakers,
+    )
+
+
+def _checked_slice_intervals(
+    *,
+    errors: np.ndarray,
+    ref_words: np.ndarray,
+    clusters: Sequence | np.ndarray | None,
+    slice_codes: np.ndarray,
+    slice_labels: tuple,
+    strata: Sequence | np.ndarray | None,
+    seed: int | np.random.Generator,
+    n_resamples: int,
+    confidence: float,
+    min_speakers: int,
+) -> SliceIntervals:
+    """Shared tail of both public entry points: check options, code clusters and strata, draw."""
     _check_confidence(confidence)
     _check_n_resamples(n_resamples)
     _check_min_speakers(min_speakers)
-    cluster_codes, cluster_names = _factorize_clusters(clusters, len(frame))
-    strata_codes = None if strata is None else _cluster_strata(frame[strata].to_numpy(), cluster_codes, cluster_names, len(frame))
+    n_rows = errors.size
+    cluster_codes, cluster_names = _factorize_clusters(clusters, n_rows)
+    strata_codes = None if strata is None else _cluster_strata(strata, cluster_codes, cluster_names, n_rows)
     rng, seed_record = _as_rng(seed)
     return _slice_intervals_from_codes(
-        errors=errors_arr,
-        ref_words=words_arr,
+        errors=errors,
+        ref_words=ref_words,
         cluster_codes=cluster_codes,
         n_clusters=len(cluster_names),
         slice_codes=slice_codes,
-        slice_labels=labels,
+        slice_labels=slice_labels,
         strata_codes=strata_codes,
         rng=rng,
         seed_record=seed_record,
