@@ -102,7 +102,7 @@ class Comparison:
             "methods": {
                 "delta_interval": f"{self.options.confidence:.0%} percentile bootstrap resampling speakers ({self.options.n_resamples} resamples, seed {self.options.seed}); omitted below {self.options.min_speakers} speakers",
                 "delta_p_value": "two-sided sign-flip permutation over speakers (runs exchangeable within a speaker under H0); Holm across slices that are not small",
-                "gap": "worst minus best slice WER among slices that are not small; intervals from one joint bootstrap (the same resampled speakers for both runs and every slice), worst and best re-chosen in each replicate",
+                "gap": "worst minus best slice WER among labelled slices that are not small; intervals from one joint bootstrap (the same resampled speakers for both runs and every slice), worst and best re-chosen in each replicate",
             },
             "overall": self.overall,
             "slices": self.slices,
@@ -317,7 +317,8 @@ def _joint_bootstrap(cells: _PairedCells, slices: list[dict[str, Any]], options:
     gaps = []
     alpha = 1 - options.confidence
     for name in options.by:
-        rows = [(i, r) for i, r in enumerate(slices) if r["dimension"] == name and not r["small"] and r["wer_a"] is not None]
+        # Rows without a label are not a group of people: they never anchor the worst-best gap.
+        rows = [(i, r) for i, r in enumerate(slices) if r["dimension"] == name and not r["small"] and r["wer_a"] is not None and NOT_GIVEN not in r["by"].values()]
         if len(rows) < 2:
             gaps.append({"dimension": name, "slices_compared": len(rows), "verdict": None})
             continue
