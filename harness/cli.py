@@ -120,6 +120,13 @@ def run(
     if summary is None or summary.stopped_early:
         error_console.print(f"interrupted; finished batches are saved. Continue with the same command plus --resume --out {out_dir}.")
         raise typer.Exit(code=130)
+    coverage = getattr(engine, "coverage", None)
+    if coverage is not None and (coverage.n_missing or coverage.n_unused):
+        error_console.print(
+            f"replay: {coverage.n_missing} of {coverage.n_manifest} manifest utterances have no hypothesis and were scored as empty transcripts "
+            f"(e.g. {list(coverage.missing_examples)}); {coverage.n_unused} hypotheses match no manifest utterance (e.g. {list(coverage.unused_examples)}).",
+            highlight=False, markup=False,
+        )
     error_console.print(
         f"{summary.n_written} utterance-conditions transcribed in {summary.seconds:.1f} s ({summary.n_done_before} already done, {summary.n_failed} failed). Run: {summary.out_dir}",
         highlight=False,

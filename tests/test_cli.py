@@ -40,6 +40,7 @@ def test_report_unknown_tag_exit_2(tmp_path, speech_manifest):
     hypotheses.write_text("id\thypothesis\nslt_0\tthe cat sat on the mat\n")
     run = runner.invoke(app, ["run", str(speech_manifest), "--backend", "replay", "--backend-arg", f"hypotheses={hypotheses}", "--out", str(tmp_path / "run")])
     assert run.exit_code == 0, run.output
+    assert "replay: 11 of 12 manifest utterances have no hypothesis" in run.output and "['slt_1'" in run.output
     result = runner.invoke(app, ["report", str(tmp_path / "run"), "--by", "dialect"])
     assert result.exit_code == 2 and "--by 'dialect': no such tag" in result.output and "accent" in result.output
     result = runner.invoke(app, ["report", str(tmp_path / "run"), "--by", "accent", "--min-speakers", "2", "--min-words", "10"])
