@@ -241,3 +241,28 @@ def test_bad_options_are_rejected(ctc_dir, options, expected):
 def test_wrong_sample_rate_is_rejected(ctc_backend):
     with pytest.raises(BackendError, match="8000 Hz but model .* expects 16000 Hz"):
         ctc_backend.transcribe([_request("utt-8k", 1.0, rate_hz=8000)])
+
+
+def test_cli_run_with_a_local_model_directory_under_noise(ctc_dir, speech_manifest, tmp_path):
+    """The whole path a user takes: CLI, manifest, threaded audio preparation with noise, batched model."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    arguments = ["run", str(speech_manifest), "--backend", "transformers", "--backend-arg", f"model={ctc_dir}", "--batch-size", "4", "--profile", "white", "--snr", "5"]
+    first = CliRunner().invoke(app, [*arguments, "--out", str(tmp_path / "a")])
+    assert first.exit_code == 0, first.output
+    second = CliRunner().invoke(app, [*arguments, "--batch-size", "3", "--workers", "1", "--out", str(tmp_path / "b")])
+    assert second.exit_code == 0, second.output
+    from harness.report.data import load_run
+
+    a = load_run(tmp_path / "a").frame.set_index(["utterance_id", "condition_key"]).sort_index()
+    b = load_run(tmp_path / "b").frame.set_index(["utterance_id", "condition_key"]).sort_index()
+    assert len(a) == 24 and (a["status"] == "ok").all()
+    # Seeded by (seed, utterance, condition): batch size and thread count change nothing.
+    assert a["hypothesis"].tolist() == b["hypothesis"].tolist()
+    assert a["noise_json"].tolist() == b["noise_json"].tolist()
+    record = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert record["backend_details"]["name"] == "transformers" and record["conditions"][1]["key"] == "white@5dB"
