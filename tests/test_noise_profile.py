@@ -262,3 +262,18 @@ def test_build_conditions_includes_clean_once_and_snr_free_profiles_once(isolate
     conditions = build_conditions([load_profile("pink"), load_profile("telephone")], [10, 0])
     assert [c.key for c in conditions] == [CLEAN_CONDITION, "pink@10dB", "pink@0dB", "telephone"]
     assert conditions[1].snr_db == 10.0 and conditions[3].snr_db is None
+
+
+def test_a_mix_above_full_scale_is_scaled_not_clipped(isolated):
+    from harness.noise import snr_db_of
+    from harness.noise.profile import FULL_SCALE_PEAK
+
+    rate_hz = 16000
+    t = np.arange(rate_hz) / rate_hz
+    speech = (0.9 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    mixed, records = apply_profile(load_profile("white"), speech, rate_hz, snr_db=0.0, rng=np.random.default_rng(5))
+    assert np.max(np.abs(mixed)) == pytest.approx(FULL_SCALE_PEAK, rel=1e-6)
+    assert records[-1]["type"] == "headroom" and records[-1]["gain_db"] < 0
+    # Scaling both parts alike keeps the SNR the run asked for.
+    gain = 10 ** (records[-1]["gain_db"] / 20)
+    assert snr_db_of(speech * gain, mixed) == pytest.approx(0.0, abs=0.1)

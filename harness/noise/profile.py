@@ -245,6 +245,10 @@ def prepare(profile: NoiseProfile, rate_hz: int) -> NoiseProfile:
     return profile
 
 
+# Peak a mix is scaled to when it would otherwise exceed full scale (and clip on conversion to PCM).
+FULL_SCALE_PEAK = 0.99
+
+
 def apply_profile(profile: NoiseProfile, samples: np.ndarray, rate_hz: int, *, snr_db: float | None, rng: np.random.Generator,
                   babble_pool: BabblePool | None = None) -> tuple[np.ndarray, list[dict]]:
     """Run the chain on mono audio; returns (float32 audio of the same length, one JSON-able record per step).
@@ -252,6 +256,10 @@ def apply_profile(profile: NoiseProfile, samples: np.ndarray, rate_hz: int, *, s
     rng must be the generator for this (run seed, utterance id, condition_key(profile.name, snr_db));
     each step draws from its own child generator (its seed is in its record), so adding a step
     does not change what earlier steps drew. snr_db is required exactly when profile.uses_snr.
+
+    A result that peaks above full scale is scaled down as a whole to a peak of FULL_SCALE_PEAK, so the
+    recogniser hears the intended SNR (both parts scale alike) rather than a clipped mix; the gain is
+    recorded as a final "headroom" record. Clipping on purpose is the `clipping` step's job.
     """
     x = as_mono_float32(samples, what=f"noise profile {profile.name!r} input")
     if profile.uses_snr and snr_db is None:
@@ -273,4 +281,9 @@ def apply_profile(profile: NoiseProfile, samples: np.ndarray, rate_hz: int, *, s
             raise RuntimeError(f"step {index} ({step.type}) of profile {profile.name!r} changed the length from {x.size} to {out.size}")
         x = out.astype(np.float32, copy=False)
         records.append({"step": index, **record, "step_seed": seed})
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    if peak > 1.0:
+        gain = FULL_SCALE_PEAK / peak
+        x = (x * gain).astype(np.float32, copy=False)
+        records.append({"step": "headroom", "type": "headroom", "peak_before": peak, "gain_db": 20 * math.log10(gain)})
     return x, records
