@@ -23,7 +23,6 @@ console = Console() if sys.stdout.isatty() else Console(width=120)
 error_console = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=120)
 
 ByOption = Annotated[Optional[list[str]], typer.Option("--by", help="Tag (or condition) to slice by; repeat for several.")]
-ColumnOptions = dict
 
 
 def _fail(error: HarnessError) -> None:

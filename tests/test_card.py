@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from harness.report import ReportOptions, build_report
+from harness.report import build_report
 from harness.report.card import card_blocks, md_escape, missing_label_counts, render_card_markdown, write_card
 from harness.report.data import load_run
 from harness.report.render import _pct

@@ -16,7 +16,6 @@ from harness.report.discovery import (
     write_discovery,
 )
 from harness.report.slices import NOT_GIVEN
-from tests.conftest import shared_path
 
 
 def make_frame(

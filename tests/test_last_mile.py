@@ -1,7 +1,6 @@
 """Last-mile testing end to end: the customer's own recording as a profile, an SNR sweep, the degradation report."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest

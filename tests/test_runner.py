@@ -1,7 +1,6 @@
 """The runner: provenance, failure isolation, and resuming after Ctrl-C or kill -9 without loss or duplicates."""
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess

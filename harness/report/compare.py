@@ -7,7 +7,6 @@ whether the gap between the best and the worst slice shrank, from one joint boot
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path

@@ -74,7 +74,6 @@ def _labels(frame: pd.DataFrame, dim: tuple[str, ...]) -> pd.Series:
 
 
 def _slice_rows(clean: pd.DataFrame, under: pd.DataFrame, labels: pd.Series, dim, key, condition_info, options: SliceOptions) -> list[dict[str, Any]]:
-    n = len(clean)
     stacked_slices = np.concatenate([("clean\x1e" + labels).to_numpy(dtype=object), ("cond\x1e" + labels).to_numpy(dtype=object)])
     intervals = stats.slice_intervals(
         errors=np.concatenate([clean["errors"].to_numpy(), under["errors"].to_numpy()]),
