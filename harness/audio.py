@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -11,19 +12,27 @@ import soxr
 from harness.errors import AudioError
 
 
-def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+def read_audio(path: str | Path | io.BytesIO) -> tuple[np.ndarray, int]:
     """Return (samples, rate_hz) with samples float32 shaped (frames, channels).
 
     libsndfile reads WAV, FLAC, OGG and MP3; anything else it rejects (M4A/AAC from phones)
-    goes through PyAV, which bundles FFmpeg's decoders.
+    goes through PyAV, which bundles FFmpeg's decoders. An in-memory buffer (audio bytes from a
+    Hugging Face dataset) is read the same way.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: audio file not found. Check the path (relative paths are resolved against the manifest's folder).")
+    if isinstance(path, io.BytesIO):
+        source: str | io.BytesIO = path
+        path = Path("<in-memory audio>")
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise AudioError(f"{path}: audio file not found. Check the path (relative paths are resolved against the manifest's folder).")
+        source = str(path)
     try:
-        samples, rate_hz = soundfile.read(str(path), dtype="float32", always_2d=True)
+        samples, rate_hz = soundfile.read(source, dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError):
-        samples, rate_hz = _read_with_pyav(path)
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
+        samples, rate_hz = _read_with_pyav(path, source)
     if samples.shape[0] == 0:
         raise AudioError(f"{path}: audio file holds no samples. Re-export it or drop the utterance from the manifest.")
     if not np.all(np.isfinite(samples)):
@@ -31,11 +40,11 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     return samples, int(rate_hz)
 
 
-def _read_with_pyav(path: Path) -> tuple[np.ndarray, int]:
+def _read_with_pyav(path: Path, source: str | io.BytesIO) -> tuple[np.ndarray, int]:
     import av  # imported lazily: most corpora are WAV/FLAC and never need it
 
     try:
-        with av.open(str(path)) as container:
+        with av.open(source) as container:
             streams = container.streams.audio
             if not streams:
                 raise AudioError(f"{path}: no audio stream found. Is this an audio file?")
@@ -73,7 +82,7 @@ def resample(samples: np.ndarray, from_rate_hz: int, to_rate_hz: int) -> np.ndar
     return soxr.resample(samples, from_rate_hz, to_rate_hz, quality="HQ").astype(np.float32, copy=False)
 
 
-def load_audio(path: str | Path, rate_hz: int) -> np.ndarray:
+def load_audio(path: str | Path | io.BytesIO, rate_hz: int) -> np.ndarray:
     """Read, downmix and resample: the one call a backend's input goes through."""
     samples, source_rate_hz = read_audio(path)
     return resample(to_mono(samples), source_rate_hz, rate_hz)

@@ -114,3 +114,22 @@ def test_huggingface_dataset_directory(tmp_path):
 def test_missing_manifest_file(tmp_path):
     with pytest.raises(ManifestError, match="manifest file not found"):
         load_manifest(tmp_path / "nope.jsonl")
+
+
+def test_huggingface_audio_bytes_are_decoded_by_the_runner(tmp_path):
+    """A dataset that embeds audio as bytes (no file on disk) is transcribed from memory."""
+    import io
+
+    datasets = pytest.importorskip("datasets")
+    from harness.runner import audio_loader
+
+    buffer = io.BytesIO()
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(8000) / 8000)).astype(np.float32)
+    soundfile.write(buffer, tone, 8000, format="FLAC")
+    dataset = datasets.Dataset.from_dict({"id": ["u1"], "audio": [{"bytes": buffer.getvalue(), "path": None}], "text": ["tone"]})
+    dataset = dataset.cast_column("audio", datasets.Audio(decode=False))
+    dataset.save_to_disk(tmp_path / "ds")
+    [utterance] = load_manifest(tmp_path / "ds")
+    assert utterance.audio_bytes is not None and utterance.audio is None
+    samples = audio_loader(16000)(utterance)
+    assert samples.shape == (16000,) and np.max(np.abs(samples)) == pytest.approx(0.3, abs=0.02)
