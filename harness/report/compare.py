@@ -22,7 +22,7 @@ from harness.errors import ConfigError
 from harness.report.build import ReportOptions, run_summary, select_condition
 from harness.report.data import RunData, check_dimensions, load_run
 from harness.report.discovery import _clean, _none, cell_index
-from harness.report.render import DASH, _md_escape, _pct
+from harness.report.render import DASH, _md_escape, _pct, write_json
 from harness.report.slices import NOT_GIVEN
 
 __all__ = [
@@ -454,7 +454,7 @@ def write_comparison(comparison: Comparison, out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, markdown_path = out_dir / JSON_FILE, out_dir / MARKDOWN_FILE
-    json_path.write_text(json.dumps(comparison.to_json(), indent=2, default=str, allow_nan=False), encoding="utf-8")
+    write_json(json_path, comparison.to_json())
     markdown_path.write_text(render_comparison_markdown(comparison), encoding="utf-8")
     return [json_path, markdown_path]
 

@@ -4,7 +4,6 @@ whether some slices degrade significantly more than others (paired by utterance,
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from harness import stats
-from harness.report.slices import NOT_GIVEN, SliceOptions, dimensions
+from harness.report.slices import NOT_GIVEN, SliceOptions, dimensions, finite_or_none
 from harness.runner import CLEAN
 
 
@@ -57,7 +56,7 @@ def analyse_conditions(frame: pd.DataFrame, options: SliceOptions) -> ConditionA
             rows.extend(_slice_rows(paired_clean, paired_under, labels, dim, key, condition_info, options))
             tests.extend(_differential_tests(paired_clean, paired_under, labels, dim, key, rows, options))
     conditions = [
-        {"key": k, "profile": str(condition_info.loc[k, "condition"]), "snr_db": _float_or_none(condition_info.loc[k, "snr_db"])}
+        {"key": k, "profile": str(condition_info.loc[k, "condition"]), "snr_db": finite_or_none(condition_info.loc[k, "snr_db"])}
         for k in keys
     ]
     return ConditionAnalysis(rows=rows, tests=tests, conditions=conditions)
@@ -98,12 +97,12 @@ def _slice_rows(clean: pd.DataFrame, under: pd.DataFrame, labels: pd.Series, dim
         row = {
             "dimension": "×".join(dim) if dim else "overall",
             "by": dict(zip(dim, label.split("\x1f"))) if dim else {},
-            "condition": key, "profile": str(condition_info.loc[key, "condition"]), "snr_db": _float_or_none(condition_info.loc[key, "snr_db"]),
+            "condition": key, "profile": str(condition_info.loc[key, "condition"]), "snr_db": finite_or_none(condition_info.loc[key, "snr_db"]),
             "n_utterances": int(members.sum()), "n_speakers": n_speakers, "ref_words": ref_words, "small": small,
-            "wer_clean": _float_or_none(wer_clean), "wer": _float_or_none(wer_under),
-            "wer_ci_low": None if omitted else _float_or_none(intervals.lower[j]), "wer_ci_high": None if omitted else _float_or_none(intervals.upper[j]),
-            "degradation": _float_or_none(wer_under - wer_clean),
-            "degradation_relative": _float_or_none(wer_under / wer_clean - 1) if wer_clean > 0 else None,
+            "wer_clean": finite_or_none(wer_clean), "wer": finite_or_none(wer_under),
+            "wer_ci_low": None if omitted else finite_or_none(intervals.lower[j]), "wer_ci_high": None if omitted else finite_or_none(intervals.upper[j]),
+            "degradation": finite_or_none(wer_under - wer_clean),
+            "degradation_relative": finite_or_none(wer_under / wer_clean - 1) if wer_clean > 0 else None,
         }
         for name, draws in (("degradation", absolute), ("degradation_relative", relative)):
             low, high = _percentiles(draws, options.confidence)
@@ -130,7 +129,7 @@ def _differential_tests(clean, under, labels, dim, key, rows, options: SliceOpti
         results.append({
             "dimension": "×".join(dim), "condition": key, "slice_a": dict(zip(dim, a.split("\x1f"))), "slice_b": dict(zip(dim, b.split("\x1f"))),
             "degradation_a": test.value_a, "degradation_b": test.value_b, "difference": test.difference,
-            "ci_low": _float_or_none(test.lower), "ci_high": _float_or_none(test.upper), "p_value": test.p_value,
+            "ci_low": finite_or_none(test.lower), "ci_high": finite_or_none(test.upper), "p_value": test.p_value,
         })
     if results:
         adjusted = stats.holm([r["p_value"] for r in results])
@@ -147,13 +146,6 @@ def _percentiles(draws: np.ndarray, confidence: float) -> tuple[float | None, fl
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(finite, [tail, 100 - tail])
     return float(low), float(high)
-
-
-def _float_or_none(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return None if math.isnan(value) or math.isinf(value) else value
 
 
 def robustness_plot(analysis: ConditionAnalysis, path_stem: Path) -> list[Path]:

@@ -25,7 +25,7 @@ from harness import stats
 from harness.errors import ConfigError
 from harness.report.build import ReportOptions, run_summary, select_condition
 from harness.report.data import RESERVED, RunData, load_run
-from harness.report.render import DASH, _md_escape, _pct
+from harness.report.render import DASH, _md_escape, _pct, write_json
 from harness.report.slices import NOT_GIVEN
 
 __all__ = [
@@ -590,7 +590,7 @@ def write_discovery(result: DiscoveryResult, out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, markdown_path = out_dir / JSON_FILE, out_dir / MARKDOWN_FILE
-    json_path.write_text(json.dumps(result.to_json(), indent=2, default=str, allow_nan=False), encoding="utf-8")
+    write_json(json_path, result.to_json())
     markdown_path.write_text(render_discovery_markdown(result), encoding="utf-8")
     return [json_path, markdown_path]
 

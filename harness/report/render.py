@@ -209,6 +209,12 @@ def write_csv(report, path: Path) -> None:
             writer.writerow({name: csv_safe(label if name == "slice" else row.get(name)) for name in CSV_FIELDS})
 
 
+def write_json(path: Path, data: Any) -> None:
+    """One encoding for every JSON output: indented, non-JSON values as strings, and NaN refused
+    (a NaN that reached here is a bug upstream, not something to publish)."""
+    path.write_text(json.dumps(data, indent=2, default=str, allow_nan=False), encoding="utf-8")
+
+
 def write_report(report, out_dir: str | Path, *, formats: list[str]) -> list[Path]:
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
@@ -227,7 +233,7 @@ def write_report(report, out_dir: str | Path, *, formats: list[str]) -> list[Pat
         write_csv(report, out_dir / "report.csv")
         written.append(out_dir / "report.csv")
     if "json" in formats:
-        (out_dir / "report.json").write_text(json.dumps(report.to_json(), indent=2, default=str, allow_nan=False), encoding="utf-8")
+        write_json(out_dir / "report.json", report.to_json())
         written.append(out_dir / "report.json")
     if "html" in formats:
         from harness.report.html import render_html

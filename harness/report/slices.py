@@ -71,7 +71,7 @@ def summarize(frame: pd.DataFrame) -> dict[str, Any]:
         "deletion_rate": _rate(totals["deletions"], words),
         "insertion_rate": _rate(totals["insertions"], words),
         "cer": _rate(totals["char_errors"], totals["ref_chars"]),
-        "mean_utterance_wer": _none_if_nan(float(per_utterance.mean())) if len(ok) else None,
+        "mean_utterance_wer": finite_or_none(float(per_utterance.mean())) if len(ok) else None,
     }
 
 
@@ -80,7 +80,7 @@ def build_slice_table(frame: pd.DataFrame, options: SliceOptions) -> SliceTable:
     ok = frame[frame["status"] == "ok"].copy()
     overall_ci = _intervals(ok.assign(_all="all"), ["_all"], options)
     if overall_ci is not None:
-        overall.update(wer_ci_low=_none_if_nan(overall_ci.lower[0]), wer_ci_high=_none_if_nan(overall_ci.upper[0]))
+        overall.update(wer_ci_low=finite_or_none(overall_ci.lower[0]), wer_ci_high=finite_or_none(overall_ci.upper[0]))
     else:
         overall.update(wer_ci_low=None, wer_ci_high=None)
     overall["small"] = _is_small(overall, options)
@@ -99,15 +99,15 @@ def build_slice_table(frame: pd.DataFrame, options: SliceOptions) -> SliceTable:
             row = {"dimension": "×".join(dim), "by": dict(zip(dim, map(str, key))), **summarize(group)}
             i = index.get(key)
             if i is not None and not intervals.interval_omitted[i]:
-                row.update(wer_ci_low=_none_if_nan(intervals.lower[i]), wer_ci_high=_none_if_nan(intervals.upper[i]))
+                row.update(wer_ci_low=finite_or_none(intervals.lower[i]), wer_ci_high=finite_or_none(intervals.upper[i]))
             else:
                 row.update(wer_ci_low=None, wer_ci_high=None)
             row["small"] = _is_small(row, options)
             if measures is not None and i is not None:
                 for name, measure in (("gap_to_best", measures.gap_to_best), ("ratio_to_best", measures.ratio_to_best), ("gap_to_overall", measures.gap_to_overall), ("ratio_to_overall", measures.ratio_to_overall)):
-                    row[name] = _none_if_nan(measure.estimate[i])
-                    row[f"{name}_ci_low"] = None if row["small"] else _none_if_nan(measure.lower[i])
-                    row[f"{name}_ci_high"] = None if row["small"] else _none_if_nan(measure.upper[i])
+                    row[name] = finite_or_none(measure.estimate[i])
+                    row[f"{name}_ci_low"] = None if row["small"] else finite_or_none(measure.lower[i])
+                    row[f"{name}_ci_high"] = None if row["small"] else finite_or_none(measure.upper[i])
             rows.append(row)
         if measures is not None:
             disparities.append(_dimension_disparity(dim, measures))
@@ -144,7 +144,7 @@ def _dimension_disparity(dim: tuple[str, ...], measures: stats.Disparity) -> Dim
         return dict(zip(dim, map(str, values)))
 
     def interval(item: stats.Interval) -> dict[str, float | None]:
-        return {"estimate": _none_if_nan(item.estimate), "ci_low": _none_if_nan(item.lower), "ci_high": _none_if_nan(item.upper)}
+        return {"estimate": finite_or_none(item.estimate), "ci_low": finite_or_none(item.lower), "ci_high": finite_or_none(item.upper)}
 
     return DimensionDisparity(
         dimension=dim, worst=label(measures.worst_slice), best=label(measures.best_slice),
@@ -170,8 +170,10 @@ def _rate(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
 
-def _none_if_nan(value: float) -> float | None:
+def finite_or_none(value: Any) -> float | None:
     """JSON has no NaN or infinity: an undefined value (0/0) or a ratio to a zero WER is reported as null."""
+    if value is None:
+        return None
     value = float(value)
     return value if math.isfinite(value) else None
 
