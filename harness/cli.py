@@ -23,6 +23,12 @@ console = Console() if sys.stdout.isatty() else Console(width=120)
 error_console = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=120)
 
 ByOption = Annotated[Optional[list[str]], typer.Option("--by", help="Tag (or condition) to slice by; repeat for several.")]
+MinSpeakers = Annotated[float, typer.Option("--min-speakers", help="Slices with fewer effective speakers ((Σ words)² / Σ words² over speakers) are small: no interval, never ranked or tested.")]
+MinWords = Annotated[int, typer.Option("--min-words", help="Slices with fewer reference words (characters with --metric cer) are small.")]
+Confidence = Annotated[float, typer.Option("--confidence", help="Confidence level of every interval; tests use alpha = 1 - confidence.")]
+Resamples = Annotated[int, typer.Option("--resamples", help="Least number of permutations for tests over speakers (raised for larger families).")]
+Metric = Annotated[str, typer.Option("--metric", help="Rate to report, rank and test: wer, or cer for scripts written without spaces.")]
+SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the permutation tests.")]
 
 
 def _fail(error: HarnessError) -> None:
@@ -84,8 +90,8 @@ def run(
     workers: Annotated[int, typer.Option("--workers", min=1, help="Threads preparing audio ahead of the backend.")] = 2,
     by: ByOption = None,
     cross: Annotated[bool, typer.Option("--cross", help="With several --by, also report their intersections.")] = False,
-    min_speakers: Annotated[int, typer.Option("--min-speakers", help="Slices with fewer speakers are flagged small.")] = 10,
-    min_words: Annotated[int, typer.Option("--min-words", help="Slices with fewer reference words are flagged small.")] = 100,
+    min_speakers: MinSpeakers = 8.0,
+    min_words: MinWords = 100,
     id_column: IdColumn = "id", audio_column: AudioColumn = "audio", text_column: TextColumn = "text",
     speaker_column: SpeakerColumn = "speaker", tag_columns: TagColumns = None, missing_value: MissingValue = None,
 ) -> None:
@@ -140,23 +146,25 @@ def report(
     by: ByOption = None,
     cross: Annotated[bool, typer.Option("--cross", help="With several --by, also report their two-way intersections.")] = False,
     format: Annotated[str, typer.Option("--format", help="Comma-separated outputs: md, html, csv, json.")] = "md,csv,json",
-    min_speakers: Annotated[int, typer.Option("--min-speakers", help="Slices with fewer speakers are flagged small.")] = 10,
-    min_words: Annotated[int, typer.Option("--min-words", help="Slices with fewer reference words are flagged small.")] = 100,
-    resamples: Annotated[int, typer.Option("--resamples", help="Bootstrap resamples of speakers.")] = 1000,
-    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    min_speakers: MinSpeakers = 8.0,
+    min_words: MinWords = 100,
+    confidence: Confidence = 0.95,
+    metric: Metric = "wer",
+    resamples: Resamples = 2000,
+    seed: SeedOption = 0,
     condition: Annotated[Optional[str], typer.Option("--condition", help="Condition key for the slice table (default: clean).")] = None,
 ) -> None:
-    """WER by slice with speaker-clustered intervals; writes report.md/.csv/.json (and .html) into the run directory."""
+    """WER by slice with speaker-clustered intervals and tests of disparity; writes report.md/.csv/.json (and .html) into the run directory."""
     try:
-        _report(run_dir, by or [], cross=cross, min_speakers=min_speakers, min_words=min_words, formats=format, resamples=resamples, seed=seed, condition=condition)
+        _report(run_dir, by or [], cross=cross, min_speakers=min_speakers, min_words=min_words, formats=format, resamples=resamples, seed=seed, condition=condition, confidence=confidence, metric=metric)
     except HarnessError as error:
         _fail(error)
 
 
-def _report(run_dir: Path, by: list[str], *, cross: bool, min_speakers: int, min_words: int, formats: str, resamples: int = 1000, seed: int = 0, condition: str | None = None) -> None:
+def _report(run_dir: Path, by: list[str], *, cross: bool, min_speakers: float, min_words: int, formats: str, resamples: int = 2000, seed: int = 0, condition: str | None = None, confidence: float = 0.95, metric: str = "wer") -> None:
     from harness.report import ReportOptions, build_report, print_report, write_report
 
-    options = ReportOptions(by=tuple(by), cross=cross, min_speakers=min_speakers, min_words=min_words, n_resamples=resamples, seed=seed, condition=condition)
+    options = ReportOptions(by=tuple(by), cross=cross, min_speakers=min_speakers, min_words=min_words, n_resamples=resamples, seed=seed, condition=condition, confidence=confidence, metric=metric)
     built = build_report(run_dir, options)
     print_report(built, console)
     written = write_report(built, run_dir, formats=[f.strip() for f in formats.split(",") if f.strip()])
@@ -170,10 +178,12 @@ def card(
     by: ByOption = None,
     cross: Annotated[bool, typer.Option("--cross", help="With several --by, also report their two-way intersections.")] = False,
     labels_source: Annotated[str, typer.Option("--labels-source", help="Where the slice labels came from, e.g. self-reported or annotated.")] = "not stated",
-    min_speakers: Annotated[int, typer.Option("--min-speakers", help="Slices with fewer speakers have their WER suppressed.")] = 10,
-    min_words: Annotated[int, typer.Option("--min-words", help="Slices with fewer reference words have their WER suppressed.")] = 100,
-    resamples: Annotated[int, typer.Option("--resamples", help="Bootstrap resamples of speakers.")] = 1000,
-    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    min_speakers: MinSpeakers = 8.0,
+    min_words: MinWords = 100,
+    confidence: Confidence = 0.95,
+    metric: Metric = "wer",
+    resamples: Resamples = 2000,
+    seed: SeedOption = 0,
     condition: Annotated[Optional[str], typer.Option("--condition", help="Condition key for the slice tables (default: clean).")] = None,
 ) -> None:
     """The performance section of a service card (card.md, card.html): WER by slice for publication, small slices suppressed."""
@@ -181,7 +191,7 @@ def card(
     from harness.report.card import write_card
 
     try:
-        options = ReportOptions(by=tuple(by or []), cross=cross, min_speakers=min_speakers, min_words=min_words, n_resamples=resamples, seed=seed, condition=condition)
+        options = ReportOptions(by=tuple(by or []), cross=cross, min_speakers=min_speakers, min_words=min_words, n_resamples=resamples, seed=seed, condition=condition, confidence=confidence, metric=metric)
         written = write_card(build_report(run_dir, options), out or run_dir, labels_source=labels_source)
     except HarnessError as error:
         _fail(error)
@@ -193,11 +203,13 @@ def slices(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `asrfair run`.")],
     depth: Annotated[int, typer.Option("--depth", help="Most tags combined in one slice: 1, 2 or 3.")] = 2,
     tags: Annotated[Optional[str], typer.Option("--tags", help="Comma-separated tags to search (default: every tag of the run).")] = None,
-    min_speakers: Annotated[int, typer.Option("--min-speakers", help="Slices with fewer speakers are not tried (counted as suppressed).")] = 10,
-    min_words: Annotated[int, typer.Option("--min-words", help="Slices with fewer reference words are not tried (counted as suppressed).")] = 100,
+    min_speakers: MinSpeakers = 8.0,
+    min_words: MinWords = 100,
     fdr: Annotated[float, typer.Option("--fdr", help="False discovery rate over every slice tried (Benjamini-Hochberg).")] = 0.05,
-    resamples: Annotated[int, typer.Option("--resamples", help="Bootstrap resamples of speakers.")] = 1000,
-    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    confidence: Confidence = 0.95,
+    metric: Metric = "wer",
+    resamples: Resamples = 2000,
+    seed: SeedOption = 0,
     condition: Annotated[Optional[str], typer.Option("--condition", help="Condition key to search (default: clean).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Where to write slices.json and slices.md (default: the run directory).")] = None,
 ) -> None:
@@ -206,7 +218,7 @@ def slices(
 
     try:
         tag_names = tuple(t.strip() for t in tags.split(",") if t.strip()) if tags else None
-        options = DiscoveryOptions(tags=tag_names, max_depth=depth, min_speakers=min_speakers, min_words=min_words, n_resamples=resamples, seed=seed, fdr=fdr, condition=condition)
+        options = DiscoveryOptions(tags=tag_names, max_depth=depth, min_speakers=min_speakers, min_words=min_words, n_resamples=resamples, seed=seed, fdr=fdr, condition=condition, confidence=confidence, metric=metric)
         result = discover_run(run_dir, options)
         print_discovery(result, console)
         written = write_discovery(result, out or run_dir)
@@ -220,10 +232,12 @@ def compare(
     run_a: Annotated[Path, typer.Argument(help="Run A, the baseline: a directory written by `asrfair run`.")],
     run_b: Annotated[Path, typer.Argument(help="Run B, compared with A: a run of the same manifest and normaliser.")],
     by: ByOption = None,
-    min_speakers: Annotated[int, typer.Option("--min-speakers", help="Slices with fewer speakers are flagged small: no interval, not in Holm or the gap.")] = 10,
-    min_words: Annotated[int, typer.Option("--min-words", help="Slices with fewer reference words are flagged small.")] = 100,
-    resamples: Annotated[int, typer.Option("--resamples", help="Bootstrap resamples (and sign flips) of speakers.")] = 1000,
-    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    min_speakers: MinSpeakers = 8.0,
+    min_words: MinWords = 100,
+    confidence: Confidence = 0.95,
+    metric: Metric = "wer",
+    resamples: Resamples = 2000,
+    seed: SeedOption = 0,
     condition: Annotated[Optional[str], typer.Option("--condition", help="Condition key to compare (default: clean).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Where to write comparison.json and comparison.md (default: run B's directory).")] = None,
 ) -> None:
@@ -231,7 +245,7 @@ def compare(
     from harness.report.compare import compare_runs, print_comparison, write_comparison
 
     try:
-        result = compare_runs(run_a, run_b, by=by or [], min_speakers=min_speakers, min_words=min_words, n_resamples=resamples, seed=seed, condition=condition)
+        result = compare_runs(run_a, run_b, by=by or [], min_speakers=min_speakers, min_words=min_words, n_resamples=resamples, seed=seed, condition=condition, confidence=confidence, metric=metric)
         print_comparison(result, console)
         written = write_comparison(result, out or run_b)
     except HarnessError as error:

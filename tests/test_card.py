@@ -7,7 +7,7 @@ import pytest
 from harness.report import build_report
 from harness.report.card import card_blocks, md_escape, missing_label_counts, render_card_markdown, write_card
 from harness.report.data import load_run
-from harness.report.render import _pct
+from harness.report.format import pct as _pct
 from tests.test_html import EVIL_TAG, OPTIONS, noisy_run, replay_run
 
 
@@ -29,14 +29,14 @@ def test_trusted_slices_show_wer_and_small_ones_are_suppressed_and_listed(replay
     markdown = render_card_markdown(card_blocks(replayed))
     rows = {row["by"]["accent"]: row for row in replayed.table.slices}
     a = rows["a"]
-    assert f"| a | {_pct(a['wer'])} | {100 * a['wer_ci_low']:.1f}–{100 * a['wer_ci_high']:.1f} | 12 | 12 | 120 |" in markdown
+    assert f"| a | {_pct(a['wer'])} | {100 * a['wer_ci_low']:.1f}–{100 * a['wer_ci_high']:.1f} | 12 | {a['n_effective_speakers']:.1f} | 12 | 120 |" in markdown
     small = rows[EVIL_TAG]
     assert small["small"] and small["n_speakers"] == 2
     evil_cell = md_escape(EVIL_TAG)
-    assert f"| {evil_cell} | suppressed (fewer than 10 speakers) | – | 2 | 2 |" in markdown
+    assert f"| {evil_cell} | suppressed (fewer than 8 effective speakers and 100 reference words) | – | 2 | 2.0 | 2 |" in markdown
     assert _pct(small["wer"]) not in markdown  # the value is not published anywhere, not even in the plot
     limitations = markdown.split("## Limitations", 1)[1]
-    assert f"accent={evil_cell} (2 speakers" in limitations and "accent=(not given) (1 speaker, 10 words)" in limitations
+    assert f"accent={evil_cell} (2 speakers, 2.0 effective" in limitations and "accent=(not given) (1 speaker, 1.0 effective, 10 words)" in limitations
 
 
 def test_missing_labels_failures_and_replay_gaps_are_counted(replayed):
@@ -57,7 +57,7 @@ def test_card_escapes_untrusted_text(replayed, tmp_path):
         assert EVIL_TAG not in text and "<img" not in text and "<script" not in text.lower()
     # No untrusted "|" can add a column: every table row of the accent table has six cells.
     table = markdown.split("### By accent", 1)[1].split("\n\n", 2)[1]
-    assert all(len(re.findall(r"(?<!\\)\|", line)) == 7 for line in table.splitlines())
+    assert all(len(re.findall(r"(?<!\\)\|", line)) == 8 for line in table.splitlines())
     assert "&quot;&gt;&lt;img src=x onerror=alert(1)&gt;" in html
 
 
@@ -69,8 +69,9 @@ def test_card_lists_each_condition_with_its_wer_and_notes_synthetic_data(tmp_pat
     report = build_report(noisy_run(tmp_path), OPTIONS)
     markdown = render_card_markdown(card_blocks(report))
     conditions = markdown.split("## Recording conditions", 1)[1]
-    # 24 clips heard perfectly clean; the fake backend drops two words of ten under noise.
-    assert re.search(r"\| clean \| clean \| – \| 0\.0% \| 0\.0–0\.0 \| 24 \| 1 \|", conditions)
+    # 24 clips heard perfectly clean (no error: the interval is the Poisson bound for zero events,
+    # -ln(0.025) / 240 words = 1.5%); the fake backend drops two words of ten under noise.
+    assert re.search(r"\| clean \| clean \| – \| 0\.0% \| 0\.0–1\.5 \| 24 \| 1 \|", conditions)
     assert re.search(r"\| white@10dB \| white \| 10 dB \| 20\.0% \| 20\.0–20\.0 \| 24 \| 1 \|", conditions)
     assert "| accent=a | white@10dB | 0.0% | 20.0% | +20.0 pts |" in conditions
     assert "Failed utterances: 2 (utterance, condition) pairs" in markdown

@@ -12,7 +12,7 @@ from harness.manifest import load_manifest
 from harness.noise import load_profile
 from harness.report import ReportOptions, build_report
 from harness.report.html import alignment_html, render_html
-from harness.report.render import _pct
+from harness.report.format import pct as _pct
 from harness.runner import build_conditions, run_evaluation
 
 SCRIPT_REFERENCE = "<script>alert(1)</script> is not a word"

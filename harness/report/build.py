@@ -36,8 +36,11 @@ class Report:
         return {
             "run": self.run,
             "options": asdict(self.options),
-            "aggregation": "pooled: WER = total errors / total reference words; mean_utterance_wer is the unweighted mean of per-utterance WER",
-            "interval": f"{self.options.confidence:.0%} percentile bootstrap resampling speakers ({self.options.n_resamples} resamples, seed {self.options.seed}); omitted for slices below {self.options.min_speakers} speakers",
+            "metric": self.options.metric,
+            "aggregation": f"pooled: {self.options.rate.label} = total errors / total reference {self.options.rate.unit_name}; mean_utterance_wer is the unweighted mean of per-utterance WER",
+            "interval": interval_description(self.options),
+            "small": small_description(self.options),
+            "disparity": DISPARITY_DESCRIPTION,
             "condition": self.condition,
             "overall": self.table.overall,
             "slices": self.table.slices,
@@ -45,6 +48,30 @@ class Report:
             **({"conditions": self.conditions.to_json()} if self.conditions is not None else {}),
             **self.extra,
         }
+
+
+DISPARITY_DESCRIPTION = (
+    "per dimension, among slices that are not small and have a label: equal_wer_test is a studentized test that all "
+    "their rates are equal (whole speakers permuted between slices, or resampled when a speaker spans slices), "
+    "Holm-adjusted across the report's dimensions; disparity_detected is p_value_holm < alpha. worst/best are the "
+    "highest and lowest point estimates; the worst-best gap and ratio and each slice's gap to the best have intervals "
+    "from simultaneous (Sidak) per-slice intervals at simultaneous_confidence, which account for picking the worst and "
+    "the best from the same data"
+)
+
+
+def interval_description(options: ReportOptions) -> str:
+    return (
+        f"{options.label} t interval on the log scale (centred for the bias of log WER) with a CR3 (jackknife-type) speaker-clustered variance and "
+        f"Bell-McCaffrey degrees of freedom; omitted for small slices"
+    )
+
+
+def small_description(options: ReportOptions) -> str:
+    return (
+        f"small = fewer than {options.min_speakers:g} effective speakers ((sum of {options.rate.unit_name})^2 / sum of squares "
+        f"over speakers) or fewer than {options.min_words} reference {options.rate.unit_name}: no interval, never ranked, tested or an anchor"
+    )
 
 
 def build_report(run_dir: str | Path, options: ReportOptions) -> Report:

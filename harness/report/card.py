@@ -13,7 +13,9 @@ from harness import stats
 from harness.report.build import CONDITION_DIMENSIONS, select_condition
 from harness.report.data import load_run
 from harness.report.html import e, forest_svg, page, provenance_items
-from harness.report.render import DASH, _ci, _label, _pct, _ratio, condition_rows
+from harness.report import format as fmt
+from harness.report.format import DASH
+from harness.report.render import condition_rows, disparity_lines, warning_lines
 from harness.runner import CLEAN
 
 DEFAULT_LABELS_SOURCE = "not stated"
@@ -49,11 +51,14 @@ def card_blocks(report, *, labels_source: str = DEFAULT_LABELS_SOURCE) -> list[B
     data = load_run(report.run_dir)
     frame, _ = select_condition(data, report.options)
     o = report.options
+    m = o.rate
+    name = "Word error rate (WER)" if m.name == "wer" else "Character error rate (CER)"
     blocks: list[Block] = [
         ("h1", f"Service card, performance: {_system(report.run)} (run {report.run_dir.name})"),
-        ("p", "Word error rate (WER) by group, for publication. WER = total word errors / total reference words in the group (pooled, not an average of per-utterance rates). "
-              f"Intervals are {o.confidence:.0%} bootstrap intervals that resample speakers. A group with fewer than {o.min_speakers} speakers or {o.min_words} reference words "
-              "is too small to report: its WER is suppressed and the group is listed under Limitations."),
+        ("p", f"{name} by group, for publication. {m.label} = total errors / total reference {m.unit_name} in the group (pooled, not an average of per-utterance rates). "
+              f"Intervals are {o.label} intervals that treat each speaker as one unit of evidence. A group with fewer than {o.min_speakers:g} effective speakers "
+              f"(speakers weighted by how many {m.unit_name} they contribute) or {o.min_words} reference {m.unit_name} is too small to report: its {m.label} is suppressed "
+              "and the group is listed under Limitations."),
     ]
     blocks += _data_section(report, data, frame, labels_source)
     blocks += _performance_section(report)
@@ -98,37 +103,28 @@ def _data_section(report, data, frame: pd.DataFrame, labels_source: str) -> list
 
 def _performance_section(report) -> list[Block]:
     o = report.options
+    m = o.rate
     blocks: list[Block] = [("h2", "Performance")]
     overall = report.table.overall
+    headers = (m.label, f"{o.label} CI", "speakers", "effective speakers", "utterances", f"reference {m.unit_name}")
     blocks.append(("table", CardTable(
-        headers=("group", "WER", f"{o.confidence:.0%} CI", "speakers", "utterances", "reference words"),
-        rows=[_performance_row("overall", overall, o)], muted=(bool(overall["small"]),),
+        headers=("group", *headers), rows=[_performance_row("overall", overall, o)], muted=(bool(overall["small"]),),
     )))
     dimensions = list(dict.fromkeys(r["dimension"] for r in report.table.slices))
     for dimension in dimensions:
         rows = [r for r in report.table.slices if r["dimension"] == dimension]
         blocks.append(("h3", f"By {dimension}"))
         blocks.append(("table", CardTable(
-            headers=(dimension, "WER", f"{o.confidence:.0%} CI", "speakers", "utterances", "reference words"),
+            headers=(dimension, *headers),
             rows=[_performance_row(", ".join(r["by"].values()), r, o) for r in rows], muted=tuple(bool(r["small"]) for r in rows),
         )))
-        for dim in report.table.disparities:
-            if "×".join(dim.dimension) == dimension and dim.worst and dim.best:
-                ratio, gap = dim.worst_to_best_ratio, dim.worst_minus_best
-                blocks.append(("p", f"Among the {dim.slices_compared} groups large enough to compare, the highest WER is {_label(dim.worst)} and the lowest {_label(dim.best)}: "
-                                    f"a gap of {_points(gap['estimate'])} (CI {_num(gap['ci_low'])} to {_num(gap['ci_high'])}), a ratio of {_ratio(ratio['estimate'])} (CI {_ratio(ratio['ci_low'])} to {_ratio(ratio['ci_high'])})."))
+        lines = dict(zip(("×".join(d.dimension) for d in report.table.disparities), disparity_lines(report)))
+        if dimension in lines:
+            blocks.append(("p", lines[dimension]))
     trusted = [r for r in report.table.slices if not r["small"]]
     if trusted:
-        blocks.append(("figure", ("WER by group, with intervals (groups too small to report are left out)", forest_svg(report.table.overall, trusted, include_small=False, title="WER by group"))))
+        blocks.append(("figure", (f"{m.label} by group, with intervals (groups too small to report are left out)", forest_svg(report.table.overall, trusted, include_small=False, title=f"{m.label} by group", metric=m.name))))
     return blocks
-
-
-def _points(value: float | None) -> str:
-    return DASH if value is None else f"{100 * value:.1f} percentage points"
-
-
-def _num(value: float | None) -> str:
-    return DASH if value is None else f"{100 * value:.1f}"
 
 
 def _plural(n: int, word: str) -> str:
@@ -136,18 +132,21 @@ def _plural(n: int, word: str) -> str:
 
 
 def suppression_reason(row: dict[str, Any], options) -> str | None:
-    """Why a cell is too small to publish, or None when it is not."""
-    if row["n_speakers"] < options.min_speakers:
-        return f"suppressed (fewer than {options.min_speakers} speakers)"
-    if row["ref_words"] < options.min_words:
-        return f"suppressed (fewer than {options.min_words} reference words)"
-    return None
+    """Why a cell is too small to publish (the report's one small rule decided that), or None when it is not."""
+    if not row["small"]:
+        return None
+    if row[options.rate.units] >= options.min_words:
+        return f"suppressed (fewer than {options.min_speakers:g} effective speakers)"
+    if row["n_effective_speakers"] >= options.min_speakers:
+        return f"suppressed (fewer than {options.min_words} reference {options.rate.unit_name})"
+    return f"suppressed (fewer than {options.min_speakers:g} effective speakers and {options.min_words} reference {options.rate.unit_name})"
 
 
 def _performance_row(label: str, row: dict[str, Any], options) -> tuple[str, ...]:
     reason = suppression_reason(row, options)
-    wer, ci = (reason, DASH) if reason else (_pct(row["wer"]), _ci(row))
-    return (label, wer, ci, str(row["n_speakers"]), str(row["n_utterances"]), str(row["ref_words"]))
+    m = options.rate
+    rate, ci = (reason, DASH) if reason else (fmt.pct(row[m.name]), fmt.interval(row.get(f"{m.name}_ci_low"), row.get(f"{m.name}_ci_high")))
+    return (label, rate, ci, str(row["n_speakers"]), f"{row['n_effective_speakers']:.1f}", str(row["n_utterances"]), str(row[m.units]))
 
 
 def _conditions_section(report, data) -> list[Block]:
@@ -159,7 +158,7 @@ def _conditions_section(report, data) -> list[Block]:
         blocks.append(("p", "Clean audio only: no noise condition was evaluated."))
         return blocks
     ok = frame[frame["status"] == "ok"]
-    intervals = stats.slice_intervals_from_results(ok, by="condition_key", seed=o.seed, n_resamples=o.n_resamples, confidence=o.confidence, min_speakers=max(2, o.min_speakers)) if not ok.empty else None
+    intervals = stats.slice_intervals(stats.cells_from_frame(ok, by="condition_key", errors=o.rate.errors, words=o.rate.units), o) if not ok.empty else None
     position = {label: i for i, label in enumerate(intervals.slices)} if intervals is not None else {}
     rows = []
     for key in keys:
@@ -170,10 +169,10 @@ def _conditions_section(report, data) -> list[Block]:
         if i is None:
             wer = ci = DASH
         else:
-            wer = _pct(float(intervals.wer[i]))
-            ci = DASH if intervals.interval_omitted[i] else f"{100 * intervals.lower[i]:.1f}–{100 * intervals.upper[i]:.1f}"
+            wer = fmt.pct(float(intervals.wer[i]))
+            ci = DASH if intervals.small[i] else fmt.interval(float(intervals.lower[i]), float(intervals.upper[i]))
         rows.append((str(key), str(first["condition"]), snr or DASH, wer, ci, str(int((part["status"] == "ok").sum())), str(int((part["status"] != "ok").sum()))))
-    blocks.append(("table", CardTable(headers=("condition", "profile", "SNR", "WER", f"{o.confidence:.0%} CI", "utterances", "failed"), rows=rows, left=3)))
+    blocks.append(("table", CardTable(headers=("condition", "profile", "SNR", o.rate.label, f"{o.label} CI", "utterances", "failed"), rows=rows, left=3)))
     blocks.append(("p", "Noise is added to the same utterances at each condition; every draw is seeded by run seed, utterance and condition, so the audio can be regenerated."))
     if report.conditions is not None:
         table_rows, muted = [], []
@@ -187,7 +186,7 @@ def _conditions_section(report, data) -> list[Block]:
             muted.append(bool(row["flag"]))
         if table_rows:
             blocks.append(("p", "Each group clean and under each condition, paired by utterance (groups too small to report are suppressed):"))
-            blocks.append(("table", CardTable(headers=("group", "condition", "WER clean", "WER", "change", f"{o.confidence:.0%} CI"), rows=table_rows, left=2, muted=tuple(muted))))
+            blocks.append(("table", CardTable(headers=("group", "condition", f"{o.rate.label} clean", o.rate.label, "change", f"{o.label} CI"), rows=table_rows, left=2, muted=tuple(muted))))
     return blocks
 
 
@@ -208,10 +207,11 @@ def _limitations_section(report, data, frame: pd.DataFrame) -> list[Block]:
     items = []
     small = [r for r in report.table.slices if r["small"]]
     if small:
-        listed = "; ".join(f"{_label(r['by'])} ({_plural(r['n_speakers'], 'speaker')}, {_plural(r['ref_words'], 'word')})" for r in small)
-        items.append(f"Groups too small to report ({len(small)}; fewer than {o.min_speakers} speakers or {o.min_words} reference words), WER suppressed: {listed}.")
+        listed = "; ".join(f"{fmt.slice_label(r['by'])} ({_plural(r['n_speakers'], 'speaker')}, {r['n_effective_speakers']:.1f} effective, {_plural(r[o.rate.units], o.rate.unit_name[:-1])})" for r in small)
+        items.append(f"Groups too small to report ({len(small)}; fewer than {o.min_speakers:g} effective speakers or {o.min_words} reference {o.rate.unit_name}), {o.rate.label} suppressed: {listed}.")
     elif report.table.slices:
-        items.append(f"Every group reported has at least {o.min_speakers} speakers and {o.min_words} reference words.")
+        items.append(f"Every group reported has at least {o.min_speakers:g} effective speakers and {o.min_words} reference {o.rate.unit_name}.")
+    items += warning_lines(report)
     n_utterances = frame["utterance_id"].nunique()
     for name, count in missing_label_counts(frame, report.options.by).items():
         items.append(f"Missing labels, {name}: {count} of {n_utterances} utterances have no {name} label; they are reported as the group \"(not given)\".")
@@ -234,7 +234,8 @@ def _limitations_section(report, data, frame: pd.DataFrame) -> list[Block]:
         if n_synthetic:
             items.append(f"Synthetic data: {n_synthetic} of {n_utterances} utterances are tagged source=synthetic (text-to-speech). Their accents are those of speech synthesisers, not of people; "
                          "these figures test the pipeline and say nothing about how the system serves real speakers.")
-    items.append(f"Intervals: {report.to_json()['interval']}. They cover sampling of speakers, not differences in recording conditions, prompts or labelling between groups.")
+    items.append(f"Intervals: {report.to_json()['interval']}. They cover sampling of speakers, not differences in recording conditions, prompts or labelling between groups. "
+                 "A difference between groups is called evidence of a disparity only when a test of equal rates across the groups rejects, adjusted for the number of tag dimensions reported.")
     normalizer = (report.run.get("normalizer") or {}).get("name")
     items.append(f"WER depends on the text normaliser (here {normalizer}): compare cards only when they use the same normaliser.")
     if report.run.get("status") != "complete":

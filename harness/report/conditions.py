@@ -12,22 +12,34 @@ import numpy as np
 import pandas as pd
 
 from harness import stats
-from harness.report.slices import NOT_GIVEN, SliceOptions, dimensions, finite_or_none
+from harness.report.slices import NOT_GIVEN, SliceOptions, dimensions, finite_or_none, label_frame
 from harness.runner import CLEAN
 
 
 @dataclass(frozen=True, kw_only=True)
 class ConditionAnalysis:
-    """Per (dimension, slice, condition): WER clean and degraded, the change, and pairwise tests."""
+    """Per (dimension, slice, condition): the rate clean and degraded, the change, and pairwise tests."""
 
     rows: list[dict[str, Any]]
     tests: list[dict[str, Any]]
     conditions: list[dict[str, Any]]
+    metric: str = "wer"
+    confidence: float = stats.DEFAULT_CONFIDENCE
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "definition": "Rows are utterances scored both clean and under the condition (paired). degradation = WER_condition - WER_clean; relative = WER_condition / WER_clean - 1. Intervals: percentile bootstrap over speakers, the same speakers for clean and degraded.",
-            "tests_definition": "differential degradation of slice A vs slice B: (WER_cond - WER_clean)(A) - (same)(B); p-value from a permutation test moving whole speakers between the two slices; Holm-adjusted within each (dimension, condition) family. Only slices that are not small are tested.",
+            "metric": self.metric,
+            "definition": (
+                f"Rows are utterances scored both clean and under the condition (paired). degradation = {self.metric}_condition - {self.metric}_clean, "
+                "with a t interval from the jackknife-type (CR3) speaker-clustered variance and Bell-McCaffrey df, and a sign-flip "
+                "permutation p-value over speakers; relative = condition / clean - 1, interval on the log of the ratio. "
+                "Intervals are omitted for small slices and where fewer than min_speakers speakers changed at all."
+            ),
+            "tests_definition": (
+                "differential degradation of slice A vs slice B: degradation(A) - degradation(B), Welch t test from the two "
+                "clustered variances (speakers must not be shared); Holm-adjusted within each (dimension, condition) family. "
+                "Only labelled slices that are not small are tested."
+            ),
             "conditions": self.conditions,
             "slices": self.rows,
             "differential_tests": self.tests,
@@ -40,6 +52,7 @@ def analyse_conditions(frame: pd.DataFrame, options: SliceOptions) -> ConditionA
     degraded = [k for k in keys if k != CLEAN]
     if CLEAN not in keys or not degraded:
         return None
+    metric = options.rate
     condition_info = frame.drop_duplicates("condition_key").set_index("condition_key")[["condition", "snr_db"]]
     ok = frame[frame["status"] == "ok"]
     clean = ok[ok["condition_key"] == CLEAN].set_index("utterance_id")
@@ -50,102 +63,71 @@ def analyse_conditions(frame: pd.DataFrame, options: SliceOptions) -> ConditionA
         under = ok[ok["condition_key"] == key].set_index("utterance_id")
         # Pair by utterance: only utterances scored both ways are compared.
         common = clean.index.intersection(under.index)
-        paired_clean, paired_under = clean.loc[common], under.loc[common]
+        paired_clean, paired_under = clean.loc[common].reset_index(), under.loc[common].reset_index()
         for dim in dims:
-            labels = _labels(paired_clean, dim)
-            rows.extend(_slice_rows(paired_clean, paired_under, labels, dim, key, condition_info, options))
-            tests.extend(_differential_tests(paired_clean, paired_under, labels, dim, key, rows, options))
+            labelled_clean = label_frame(paired_clean, dim) if dim else paired_clean.assign(_all="all")
+            labelled_under = labelled_clean.assign(**{metric.errors: paired_under[metric.errors].to_numpy()})
+            by = list(dim) if dim else ["_all"]
+            cells_clean = stats.cells_from_frame(labelled_clean, by=by, errors=metric.errors, words=metric.units)
+            cells_under = stats.cells_from_frame(labelled_under, by=by, errors=metric.errors, words=metric.units)
+            change = stats.paired_changes(cells_clean, cells_under, options, family_size=cells_clean.n_slices)
+            under_intervals = stats.slice_intervals(cells_under, options)
+            first = len(rows)
+            rows.extend(_slice_rows(change, under_intervals, dim, key, condition_info, metric))
+            tests.extend(_differential_tests(change, cells_clean, rows[first:], dim, key, options))
     conditions = [
         {"key": k, "profile": str(condition_info.loc[k, "condition"]), "snr_db": finite_or_none(condition_info.loc[k, "snr_db"])}
         for k in keys
     ]
-    return ConditionAnalysis(rows=rows, tests=tests, conditions=conditions)
+    return ConditionAnalysis(rows=rows, tests=tests, conditions=conditions, metric=metric.name, confidence=options.confidence)
 
 
-def _labels(frame: pd.DataFrame, dim: tuple[str, ...]) -> pd.Series:
-    if not dim:
-        return pd.Series("all", index=frame.index)
-    parts = [frame[name].astype("string").fillna(NOT_GIVEN) for name in dim]
-    joined = parts[0]
-    for part in parts[1:]:
-        joined = joined + "\x1f" + part
-    return joined
-
-
-def _slice_rows(clean: pd.DataFrame, under: pd.DataFrame, labels: pd.Series, dim, key, condition_info, options: SliceOptions) -> list[dict[str, Any]]:
-    stacked_slices = np.concatenate([("clean\x1e" + labels).to_numpy(dtype=object), ("cond\x1e" + labels).to_numpy(dtype=object)])
-    intervals = stats.slice_intervals(
-        errors=np.concatenate([clean["errors"].to_numpy(), under["errors"].to_numpy()]),
-        ref_words=np.concatenate([clean["ref_words"].to_numpy(), under["ref_words"].to_numpy()]),
-        clusters=np.concatenate([clean["cluster"].to_numpy(dtype=object)] * 2),
-        slices=stacked_slices, seed=options.seed, n_resamples=options.n_resamples,
-        confidence=options.confidence, min_speakers=max(2, options.min_speakers),
-    )
-    position = {label: i for i, label in enumerate(intervals.slices)}
+def _slice_rows(change: stats.PairedChange, under: stats.SliceIntervals, dim, key, condition_info, metric) -> list[dict[str, Any]]:
     out = []
-    for label in sorted(set(labels)):
-        i, j = position[f"clean\x1e{label}"], position[f"cond\x1e{label}"]
-        members = labels == label
-        n_speakers = int(clean.loc[members, "cluster"].nunique())
-        ref_words = int(clean.loc[members, "ref_words"].sum())
-        small = n_speakers < options.min_speakers or ref_words < options.min_words
-        wer_clean, wer_under = float(intervals.wer[i]), float(intervals.wer[j])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            absolute = intervals.draws[:, j] - intervals.draws[:, i]
-            relative = intervals.draws[:, j] / intervals.draws[:, i] - 1
-        omitted = bool(intervals.interval_omitted[i])
-        row = {
+    for i, label in enumerate(change.slices):
+        values = label if isinstance(label, tuple) else (label,)
+        small = bool(change.small[i])
+        out.append({
             "dimension": "×".join(dim) if dim else "overall",
-            "by": dict(zip(dim, label.split("\x1f"))) if dim else {},
+            "by": dict(zip(dim, map(str, values))) if dim else {},
             "condition": key, "profile": str(condition_info.loc[key, "condition"]), "snr_db": finite_or_none(condition_info.loc[key, "snr_db"]),
-            "n_utterances": int(members.sum()), "n_speakers": n_speakers, "ref_words": ref_words, "small": small,
-            "wer_clean": finite_or_none(wer_clean), "wer": finite_or_none(wer_under),
-            "wer_ci_low": None if omitted else finite_or_none(intervals.lower[j]), "wer_ci_high": None if omitted else finite_or_none(intervals.upper[j]),
-            "degradation": finite_or_none(wer_under - wer_clean),
-            "degradation_relative": finite_or_none(wer_under / wer_clean - 1) if wer_clean > 0 else None,
-        }
-        for name, draws in (("degradation", absolute), ("degradation_relative", relative)):
-            low, high = _percentiles(draws, options.confidence)
-            row[f"{name}_ci_low"] = None if omitted else low
-            row[f"{name}_ci_high"] = None if omitted else high
-        out.append(row)
+            "n_utterances": int(under.n_utterances[i]), "n_speakers": int(change.n_speakers[i]),
+            "n_effective_speakers": round(float(change.n_effective_speakers[i]), 2), "ref_words": int(change.words[i]), "small": small,
+            "n_speakers_changed": int(change.n_speakers_changed[i]),
+            f"{metric.name}_clean": finite_or_none(change.value_a[i]), metric.name: finite_or_none(change.value_b[i]),
+            f"{metric.name}_ci_low": finite_or_none(under.lower[i]), f"{metric.name}_ci_high": finite_or_none(under.upper[i]),
+            "degradation": finite_or_none(change.delta[i]),
+            "degradation_ci_low": None if small else finite_or_none(change.delta_lower[i]),
+            "degradation_ci_high": None if small else finite_or_none(change.delta_upper[i]),
+            "degradation_p_value": finite_or_none(change.p_value[i]),
+            "degradation_relative": finite_or_none(change.relative[i]),
+            "degradation_relative_ci_low": None if small else finite_or_none(change.relative_lower[i]),
+            "degradation_relative_ci_high": None if small else finite_or_none(change.relative_upper[i]),
+        })
     return out
 
 
-def _differential_tests(clean, under, labels, dim, key, rows, options: SliceOptions) -> list[dict[str, Any]]:
+def _differential_tests(change: stats.PairedChange, cells: stats.SliceCells, rows, dim, key, options: SliceOptions) -> list[dict[str, Any]]:
     if not dim:
         return []
-    trusted = sorted(r["by"] and "\x1f".join(r["by"].values()) for r in rows if r["condition"] == key and r["dimension"] == "×".join(dim) and not r["small"])
+    trusted = [i for i, row in enumerate(rows) if not row["small"] and NOT_GIVEN not in row["by"].values()]
+    speakers = {i: set(cells.cluster[cells.slice == i].tolist()) for i in trusted}
     results = []
     for a, b in itertools.combinations(trusted, 2):
-        try:
-            test = stats.differential_degradation(
-                errors_clean=clean["errors"].to_numpy(), errors_condition=under["errors"].to_numpy(), ref_words=clean["ref_words"].to_numpy(),
-                clusters=clean["cluster"].to_numpy(dtype=object), slices=labels.to_numpy(dtype=object), slice_a=a, slice_b=b,
-                seed=options.seed, n_resamples=options.n_resamples, confidence=options.confidence, min_speakers=max(2, options.min_speakers),
-            )
-        except stats.StatsInputError:
+        if speakers[a] & speakers[b]:
             continue  # speakers shared between the two slices: not an independent comparison
+        test = stats.degradation_difference(change, a, b, options)
         results.append({
-            "dimension": "×".join(dim), "condition": key, "slice_a": dict(zip(dim, a.split("\x1f"))), "slice_b": dict(zip(dim, b.split("\x1f"))),
+            "dimension": "×".join(dim), "condition": key, "slice_a": rows[a]["by"], "slice_b": rows[b]["by"],
             "degradation_a": test.value_a, "degradation_b": test.value_b, "difference": test.difference,
-            "ci_low": finite_or_none(test.lower), "ci_high": finite_or_none(test.upper), "p_value": test.p_value,
+            "ci_low": finite_or_none(test.lower), "ci_high": finite_or_none(test.upper), "p_value": finite_or_none(test.p_value),
         })
     if results:
-        adjusted = stats.holm([r["p_value"] for r in results])
+        adjusted = stats.holm([r["p_value"] if r["p_value"] is not None else np.nan for r in results])
         for result, p in zip(results, adjusted):
-            result["p_value_holm"] = float(p)
-            result["significant"] = bool(p < 1 - options.confidence)
+            result["p_value_holm"] = finite_or_none(p)
+            result["significant"] = bool(np.isfinite(p) and p < options.alpha)
     return results
-
-
-def _percentiles(draws: np.ndarray, confidence: float) -> tuple[float | None, float | None]:
-    finite = draws[np.isfinite(draws)]
-    if finite.size == 0:
-        return None, None
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(finite, [tail, 100 - tail])
-    return float(low), float(high)
 
 
 def robustness_plot(analysis: ConditionAnalysis, path_stem: Path) -> list[Path]:
@@ -157,6 +139,8 @@ def robustness_plot(analysis: ConditionAnalysis, path_stem: Path) -> list[Path]:
 
     frame = pd.DataFrame(analysis.rows)
     frame = frame[frame["snr_db"].notna()]
+    m = analysis.metric
+    label = m.upper()
     if frame.empty:
         return []
     dims = list(dict.fromkeys(frame["dimension"]))
@@ -169,21 +153,21 @@ def robustness_plot(analysis: ConditionAnalysis, path_stem: Path) -> list[Path]:
             for label, line in panel.groupby(panel["by"].map(lambda b: ", ".join(b.values()) or "all"), sort=True):
                 line = line.sort_values("snr_db", ascending=False)
                 x = line["snr_db"].to_numpy(dtype=float)
-                clean_wer = line["wer_clean"].iloc[0]
+                clean_wer = line[f"{m}_clean"].iloc[0]
                 small = bool(line["small"].iloc[0])
-                drawn = axis.plot(x, 100 * line["wer"].to_numpy(dtype=float), marker="o", linestyle=":" if small else "-", label=f"{label}{' (small)' if small else ''}")[0]
+                drawn = axis.plot(x, 100 * line[m].to_numpy(dtype=float), marker="o", linestyle=":" if small else "-", label=f"{label}{' (small)' if small else ''}")[0]
                 axis.axhline(100 * clean_wer, color=drawn.get_color(), linewidth=0.6, alpha=0.5)
-                low, high = line["wer_ci_low"].to_numpy(dtype=float), line["wer_ci_high"].to_numpy(dtype=float)
+                low, high = line[f"{m}_ci_low"].to_numpy(dtype=float), line[f"{m}_ci_high"].to_numpy(dtype=float)
                 if np.isfinite(low).all() and np.isfinite(high).all():
                     axis.fill_between(x, 100 * low, 100 * high, color=drawn.get_color(), alpha=0.15, linewidth=0)
             axis.invert_xaxis()  # left to right: clean-ish to noisy
             axis.set_title(f"{profile} — by {dim}", fontsize=9)
             axis.set_xlabel("SNR (dB)")
             if c == 0:
-                axis.set_ylabel("WER (%)")
+                axis.set_ylabel(f"{label} (%)")
             axis.grid(alpha=0.3)
             axis.legend(fontsize=7)
-    figure.suptitle("WER against SNR\nthin lines: clean WER; bands: 95% speaker bootstrap", fontsize=9)
+    figure.suptitle(f"{label} against SNR\nthin lines: clean {label}; bands: {stats.confidence_label(analysis.confidence)} speaker-clustered intervals", fontsize=9)
     figure.tight_layout()
     written = []
     for suffix in (".svg", ".png"):

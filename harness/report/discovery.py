@@ -19,14 +19,15 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
-from scipy import stats as scipy_stats
 
 from harness import stats
 from harness.errors import ConfigError
 from harness.report.build import ReportOptions, run_summary, select_condition
 from harness.report.data import RESERVED, RunData, load_run
-from harness.report.render import DASH, _md_escape, _pct, write_json
-from harness.report.slices import NOT_GIVEN
+from harness.report import format as fmt
+from harness.report.format import DASH
+from harness.report.render import _md_escape, write_json
+from harness.report.slices import METRICS, NOT_GIVEN, UNKNOWN_METRIC, Metric
 
 __all__ = [
     "DEFAULT_FDR",
@@ -57,31 +58,36 @@ UNKNOWN_TAG = "tag {tag!r} is not in the results. Available tags: {available}"
 NO_ROWS = "no scored utterances to search{where}: every row failed or the selection is empty"
 
 INTERVAL_METHOD = (
-    "joint speaker-clustered percentile bootstrap: each replicate resamples speakers once and recomputes every "
-    "slice's WER and the overall WER, so a slice and the overall it is part of move together"
+    "rate: t interval on the log scale, CR3 speaker-clustered variance, Bell-McCaffrey df; gap to overall: t interval "
+    "from each speaker's influence on the difference (a slice and the overall it is part of are correlated), "
+    "the CR3 factor and Bell-McCaffrey df of the slice's speakers"
 )
 P_VALUE_METHOD = (
-    "one-sided Wald test of WER(slice) > WER(overall) with the standard error of the gap taken from the joint "
-    "bootstrap draws, against a t distribution with min(speakers in slice, speakers outside it) - 1 degrees "
-    "of freedom; WER(slice) > WER(overall) is the same hypothesis as WER(slice) > WER(rest). Valid when a "
-    "speaker has rows both in and out of a slice (row-level tags): the speaker is resampled whole"
+    "one-sided t test of rate(slice) > rate(overall) with the same clustered standard error and df; the same "
+    "hypothesis as rate(slice) > rate(rest). Valid when a speaker has rows both in and out of a slice (row-level "
+    "tags): each speaker's influence is counted whole. Analytic, so it has no Monte Carlo floor"
 )
 FDR_METHOD = "Benjamini-Hochberg over every slice tried (not only the ones shown)"
 
 
 @dataclass(frozen=True, kw_only=True)
-class DiscoveryOptions:
-    """What is searched and when a slice is too small to try."""
+class DiscoveryOptions(stats.StatsOptions):
+    """What is searched, at which false discovery rate, by which rate; the statistics options (including
+    when a slice is too small to try) are inherited from `stats.StatsOptions`, validated once."""
 
     tags: tuple[str, ...] | None = None
     max_depth: int = DEFAULT_MAX_DEPTH
-    min_speakers: int = stats.DEFAULT_MIN_SPEAKERS
-    min_words: int = stats.DEFAULT_MIN_REF_WORDS
-    n_resamples: int = stats.DEFAULT_N_RESAMPLES
-    confidence: float = stats.DEFAULT_CONFIDENCE
-    seed: int = 0
     fdr: float = DEFAULT_FDR
     condition: str | None = None
+    metric: str = "wer"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_options(self)
+
+    @property
+    def rate(self) -> Metric:
+        return METRICS[self.metric]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,6 +103,7 @@ class SliceFinding:
     depth: int
     n_utterances: int
     n_speakers: int
+    n_effective_speakers: float
     n_speakers_outside: int
     ref_words: int
     errors: int
@@ -155,6 +162,7 @@ class DiscoveryResult:
         return _clean({
             **({"run": self.run} if self.run is not None else {}),
             "options": {**asdict(self.options), "tags": list(self.tags)},
+            "metric": self.options.metric,
             "condition": self.condition,
             "aggregation": "pooled: WER = total errors / total reference words",
             "methods": self.methods,
@@ -177,13 +185,14 @@ def discover_slices(
     *,
     tags: Sequence[str] | None = None,
     max_depth: int = DEFAULT_MAX_DEPTH,
-    min_speakers: int = stats.DEFAULT_MIN_SPEAKERS,
+    min_speakers: float = stats.DEFAULT_MIN_SPEAKERS,
     min_words: int = stats.DEFAULT_MIN_REF_WORDS,
     n_resamples: int = stats.DEFAULT_N_RESAMPLES,
     confidence: float = stats.DEFAULT_CONFIDENCE,
     seed: int = 0,
     fdr: float = DEFAULT_FDR,
     condition: str | None = None,
+    metric: str = "wer",
 ) -> DiscoveryResult:
     """Try every conjunction of up to `max_depth` tag=value pairs; find slices whose WER exceeds the overall.
 
@@ -192,14 +201,13 @@ def discover_slices(
     (default: clean). A missing tag value is the value "(not given)", a slice like any other. `tags`
     defaults to every column that is not a result column.
 
-    Cost: one pass over the rows to aggregate (speaker, tag values) cells, then one joint bootstrap over
-    speakers for all slices at once: O(rows + n_resamples x speakers + n_resamples x cells x 2^tags).
+    Cost: one pass over the rows to aggregate (speaker, tag values) cells, then analytic intervals and
+    tests from per-speaker sums for every slice at once: O(rows + cells x 2^tags), no resampling.
     """
     options = DiscoveryOptions(
         tags=None if tags is None else tuple(tags), max_depth=max_depth, min_speakers=min_speakers, min_words=min_words,
-        n_resamples=n_resamples, confidence=confidence, seed=seed, fdr=fdr, condition=condition,
+        n_resamples=n_resamples, confidence=confidence, seed=seed, fdr=fdr, condition=condition, metric=metric,
     )
-    _check_options(options)
     if "condition_key" in frame.columns:
         data = RunData(run_dir=Path("."), record={}, frame=frame, tag_columns=())
         rows, chosen = select_condition(data, ReportOptions(condition=condition))
@@ -211,10 +219,10 @@ def discover_slices(
     return _discover(rows, tag_names, options, chosen)
 
 
-def discover_run(run_dir: str | Path | RunData, options: DiscoveryOptions = DiscoveryOptions()) -> DiscoveryResult:
+def discover_run(run_dir: str | Path | RunData, options: DiscoveryOptions | None = None) -> DiscoveryResult:
     """`discover_slices` over a run directory's results, with the run's provenance attached."""
+    options = DiscoveryOptions() if options is None else options
     data = run_dir if isinstance(run_dir, RunData) else load_run(run_dir)
-    _check_options(options)
     rows, chosen = select_condition(data, ReportOptions(condition=options.condition))
     tags = options.tags if options.tags is not None else data.tag_columns
     tag_names = _tag_names(rows, tags, available=data.tag_columns)
@@ -229,8 +237,8 @@ def _discover(rows: pd.DataFrame, tag_names: tuple[str, ...], options: Discovery
     ok = rows[ok_mask]
     if ok.empty:
         raise ConfigError(NO_ROWS.format(where=f" in condition {condition!r}" if condition else ""))
-    errors = ok["errors"].to_numpy(dtype=np.float64)
-    words = ok["ref_words"].to_numpy(dtype=np.float64)
+    errors = ok[options.rate.errors].to_numpy(dtype=np.float64)
+    words = ok[options.rate.units].to_numpy(dtype=np.float64)
     clusters = ok["cluster"] if "cluster" in ok.columns else pd.Series(
         stats.cluster_labels(speakers=ok["speaker"] if "speaker" in ok.columns else [None] * len(ok), utterance_ids=ok["utterance_id"]), index=ok.index
     )
@@ -250,7 +258,13 @@ def _discover(rows: pd.DataFrame, tag_names: tuple[str, ...], options: Discovery
     cells = _cells(cluster_codes.astype(np.int64), tag_codes, errors, words)
     lattice = _enumerate(cells, tag_values, options.max_depth, n_clusters)
 
-    suppressed = (lattice.n_speakers < options.min_speakers) | (lattice.words < options.min_words)
+    # The one small rule, on every slice enumerated (effective speakers and words).
+    everything = stats.cells_from_codes(
+        cells.errors[lattice.member_cell], cells.words[lattice.member_cell], cells.cluster[lattice.member_cell], np.arange(n_clusters),
+        lattice.member_slice, tuple(range(lattice.size)), n_utterances=cells.n_utterances[lattice.member_cell],
+    )
+    sizes = stats.slice_intervals(everything, options)
+    suppressed = np.asarray(sizes.small).copy()
     whole = lattice.n_utterances == len(ok)
     redundant = np.zeros(lattice.size, dtype=bool)
     for index, parents in enumerate(lattice.parents):
@@ -262,7 +276,7 @@ def _discover(rows: pd.DataFrame, tag_names: tuple[str, ...], options: Discovery
     tried_index = np.flatnonzero(tried)
 
     overall_wer = float(errors.sum() / words.sum()) if words.sum() > 0 else float("nan")
-    overall, tested = _bootstrap(cells, lattice, tried_index, options, overall_wer)
+    overall, tested = _tests(cells, lattice, tried_index, options, n_clusters)
     overall.update(n_utterances=int(len(ok)), n_speakers=n_clusters, n_failed=n_failed, ref_words=int(words.sum()), errors=int(errors.sum()))
 
     p_values = tested["p_value"]
@@ -278,6 +292,7 @@ def _discover(rows: pd.DataFrame, tag_names: tuple[str, ...], options: Discovery
         findings.append(SliceFinding(
             slice=lattice.label(index, tag_names), depth=int(lattice.depth[index]),
             n_utterances=int(lattice.n_utterances[index]), n_speakers=int(lattice.n_speakers[index]),
+            n_effective_speakers=round(float(sizes.n_effective_speakers[index]), 2),
             n_speakers_outside=int(lattice.n_speakers_outside[index]),
             ref_words=int(lattice.words[index]), errors=int(lattice.errors[index]), wer=float(lattice.wer[index]),
             wer_ci_low=_none(tested["wer_low"][position]), wer_ci_high=_none(tested["wer_high"][position]),
@@ -415,46 +430,33 @@ def _enumerate(cells: _Cells, tag_values: list[list[str]], max_depth: int, n_clu
     )
 
 
-def _bootstrap(cells: _Cells, lattice: _Lattice, tried_index: np.ndarray, options: DiscoveryOptions, overall_wer: float) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """One joint bootstrap for every slice tried and the overall WER; gap intervals and p-values from its draws.
+def _tests(cells: _Cells, lattice: _Lattice, tried_index: np.ndarray, options: DiscoveryOptions, n_clusters: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Intervals and one-sided tests of every slice tried against the overall rate, from per-speaker sums.
 
-    The slices overlap, so each slice's cells are passed to `stats.slice_intervals` as rows of their own
-    (a cell appears once per slice that holds it) plus every cell once more as the "overall" slice;
-    the rows keep their speaker, so one replicate resamples the same speakers for all of them.
+    The slices overlap, so each slice's cells are passed as (speaker, slice) cells of their own, and the
+    overall rate's per-speaker totals separately; a speaker spanning several slices counts in each.
     """
     k = tried_index.size
     position = np.full(lattice.size, -1, dtype=np.int64)
     position[tried_index] = np.arange(k)
     keep = position[lattice.member_slice] >= 0
-    cell = np.concatenate([lattice.member_cell[keep], np.arange(cells.cluster.size)])
-    label = np.concatenate([position[lattice.member_slice[keep]], np.full(cells.cluster.size, k)])
-    intervals = stats.slice_intervals(
-        errors=cells.errors[cell], ref_words=cells.words[cell], clusters=cells.cluster[cell], slices=label,
-        seed=options.seed, n_resamples=options.n_resamples, confidence=options.confidence, min_speakers=max(2, options.min_speakers),
+    member = lattice.member_cell[keep]
+    tried_cells = stats.cells_from_codes(
+        cells.errors[member], cells.words[member], cells.cluster[member], np.arange(n_clusters),
+        position[lattice.member_slice[keep]], tuple(range(k)), n_utterances=cells.n_utterances[member],
     )
-    draws = np.asarray(intervals.draws)
-    overall = {
-        "wer": overall_wer,
-        "wer_ci_low": _none(intervals.lower[k]), "wer_ci_high": _none(intervals.upper[k]),
-    }
+    cluster_errors = np.bincount(cells.cluster, weights=cells.errors, minlength=n_clusters)
+    cluster_words = np.bincount(cells.cluster, weights=cells.words, minlength=n_clusters)
+    whole = stats.ratio_interval(cluster_errors=cluster_errors, cluster_words=cluster_words, confidence=options.confidence)
+    overall = {"wer": whole.estimate, "wer_ci_low": _none(whole.lower), "wer_ci_high": _none(whole.upper)}
     if k == 0:
         empty = np.zeros(0)
         return overall, {"wer_low": empty, "wer_high": empty, "gap": empty, "gap_low": empty, "gap_high": empty, "p_value": empty}
-    gap_draws = draws[:, :k] - draws[:, [k]]
-    alpha = 1 - options.confidence
-    gap_low, gap_high = np.nanpercentile(gap_draws, [100 * alpha / 2, 100 * (1 - alpha / 2)], axis=0)
-    gap = lattice.wer[tried_index] - overall_wer
-    # A bootstrap p-value counted from 1000 draws cannot go below 1/1001, which no slice could pass
-    # after BH over hundreds of slices; the bootstrap standard error gives a continuous p-value.
-    with np.errstate(invalid="ignore", divide="ignore"):
-        spread = np.nanstd(gap_draws, axis=0, ddof=1)
-        z = gap / spread
-    degrees = np.maximum(np.minimum(lattice.n_speakers[tried_index], lattice.n_speakers_outside[tried_index]) - 1, 1)
-    p_value = scipy_stats.t.sf(z, df=degrees)
-    p_value = np.where(spread > 0, p_value, np.where(gap > 0, 0.0, 1.0))
+    intervals = stats.slice_intervals(tried_cells, options)
+    gaps = stats.gaps_to_overall(tried_cells, options, overall_errors=cluster_errors, overall_words=cluster_words)
     return overall, {
-        "wer_low": np.asarray(intervals.lower[:k]), "wer_high": np.asarray(intervals.upper[:k]),
-        "gap": gap, "gap_low": gap_low, "gap_high": gap_high, "p_value": p_value,
+        "wer_low": np.asarray(intervals.lower), "wer_high": np.asarray(intervals.upper),
+        "gap": gaps.gap, "gap_low": gaps.gap_lower, "gap_high": gaps.gap_upper, "p_value": gaps.p_worse,
     }
 
 
@@ -465,16 +467,10 @@ def _bootstrap(cells: _Cells, lattice: _Lattice, tried_index: np.ndarray, option
 def _check_options(options: DiscoveryOptions) -> None:
     if isinstance(options.max_depth, bool) or options.max_depth not in range(1, MAX_DEPTH_LIMIT + 1):
         raise ConfigError(BAD_DEPTH.format(value=options.max_depth))
-    if not (isinstance(options.fdr, (int, float)) and 0 < options.fdr < 1):
+    if isinstance(options.fdr, bool) or not (isinstance(options.fdr, (int, float)) and 0 < options.fdr < 1):
         raise ConfigError(BAD_FDR.format(value=options.fdr))
-    if isinstance(options.min_words, bool) or not isinstance(options.min_words, (int, np.integer)) or options.min_words < 0:
-        raise ConfigError(BAD_MIN_WORDS.format(value=options.min_words))
-    if isinstance(options.min_speakers, bool) or not isinstance(options.min_speakers, (int, np.integer)) or options.min_speakers < 2:
-        raise ConfigError(stats.BAD_MIN_SPEAKERS.format(value=options.min_speakers))
-    if not (isinstance(options.confidence, (int, float)) and 0 < options.confidence < 1):
-        raise ConfigError(stats.BAD_CONFIDENCE.format(value=options.confidence))
-    if isinstance(options.n_resamples, bool) or not isinstance(options.n_resamples, (int, np.integer)) or options.n_resamples < 2:
-        raise ConfigError(f"n_resamples must be an integer of at least 2 (e.g. 1000); got {options.n_resamples}")
+    if options.metric not in METRICS:
+        raise ConfigError(UNKNOWN_METRIC.format(value=options.metric, choices=", ".join(METRICS)))
 
 
 def _tag_names(rows: pd.DataFrame, tags: Sequence[str] | None, available: Sequence[str] | None = None) -> tuple[str, ...]:
@@ -494,52 +490,55 @@ def _tag_names(rows: pd.DataFrame, tags: Sequence[str] | None, available: Sequen
 # --------------------------------------------------------------------------------------------------
 # Rendering
 
-COLUMNS = (
-    ("rank", "#"), ("slice", "slice"), ("n_speakers", "spk"), ("n_utterances", "utts"), ("ref_words", "words"),
-    ("wer", "WER"), ("wer_ci", "95% CI"), ("gap", "gap (pts)"), ("gap_ci", "95% CI (pts)"),
-    ("ratio", "× overall"), ("excess", "excess"), ("q", "q (BH)"),
-)
+def columns(result: DiscoveryResult) -> tuple[tuple[str, str], ...]:
+    o = result.options
+    label = o.rate.label
+    return (
+        ("rank", "#"), ("slice", "slice"), ("n_speakers", "spk"), ("n_effective_speakers", "eff spk"), ("n_utterances", "utts"),
+        ("ref_words", o.rate.unit_name), ("wer", label), ("wer_ci", f"{o.label} CI"), ("gap", "gap (pts)"), ("gap_ci", f"{o.label} CI (pts)"),
+        ("ratio", "× overall"), ("excess", "excess"), ("q", "q (BH)"),
+    )
+
 
 # The terminal drops utterances and the ratio (both in slices.md) so the slice names fit in 120 columns.
 TERMINAL_COLUMNS = ("rank", "slice", "n_speakers", "ref_words", "wer", "wer_ci", "gap", "gap_ci", "excess", "q")
 
 
 def _display(finding: SliceFinding) -> dict[str, str]:
-    def points(value: float | None) -> str:
-        return DASH if value is None else f"{100 * value:+.1f}"
-
     return {
         "rank": str(finding.rank) if finding.rank is not None else DASH,
-        "slice": finding.label, "n_speakers": str(finding.n_speakers), "n_utterances": str(finding.n_utterances),
-        "ref_words": str(finding.ref_words), "wer": _pct(finding.wer),
-        "wer_ci": DASH if finding.wer_ci_low is None or finding.wer_ci_high is None else f"{100 * finding.wer_ci_low:.1f}–{100 * finding.wer_ci_high:.1f}",
-        "gap": points(finding.gap_to_overall),
-        "gap_ci": DASH if finding.gap_ci_low is None or finding.gap_ci_high is None else f"{points(finding.gap_ci_low)} to {points(finding.gap_ci_high)}",
-        "ratio": DASH if finding.ratio_to_overall is None else f"{finding.ratio_to_overall:.2f}",
+        "slice": finding.label, "n_speakers": str(finding.n_speakers), "n_effective_speakers": f"{finding.n_effective_speakers:.1f}",
+        "n_utterances": str(finding.n_utterances), "ref_words": str(finding.ref_words), "wer": fmt.pct(finding.wer),
+        "wer_ci": fmt.interval(finding.wer_ci_low, finding.wer_ci_high),
+        "gap": fmt.points(finding.gap_to_overall, unit=False),
+        "gap_ci": fmt.interval(finding.gap_ci_low, finding.gap_ci_high, kind="difference"),
+        "ratio": fmt.ratio(finding.ratio_to_overall),
         "excess": f"{finding.excess_errors:+.0f}",
-        "q": DASH if finding.q_value is None else f"{finding.q_value:.2g}",
+        "q": fmt.p_value(finding.q_value),
     }
 
 
 def _summary(result: DiscoveryResult) -> str:
     o = result.options
     overall = result.overall
+    label = o.rate.label
     return (
-        f"Overall WER {_pct(overall['wer'])} over {overall['n_utterances']} utterances from {overall['n_speakers']} speakers. "
+        f"Overall {label} {fmt.pct(overall['wer'])} over {overall['n_utterances']} utterances from {overall['n_speakers']} speakers. "
         f"Searched {result.n_enumerated} slices (up to {o.max_depth} of the tags {', '.join(result.tags)}): "
-        f"{result.n_suppressed} suppressed as small (< {o.min_speakers} speakers or < {o.min_words} words), "
+        f"{result.n_suppressed} suppressed as small (< {o.min_speakers:g} effective speakers or < {o.min_words} {o.rate.unit_name}), "
         f"{result.n_redundant} identical to a slice with fewer tags, {result.n_whole} covering every row; "
-        f"{result.n_tried} tried. {len(result.discoveries)} have a WER above overall at a false discovery rate of {o.fdr:.0%} "
+        f"{result.n_tried} tried. {len(result.discoveries)} have a {label} above overall at a false discovery rate of {o.fdr:.0%} "
         f"(Benjamini–Hochberg over all {result.n_tried} tried), ranked by excess errors."
     )
 
 
 def _footnote(result: DiscoveryResult) -> str:
     o = result.options
+    label = o.rate.label
     return (
-        f"gap: WER(slice) − WER(overall) in percentage points. Excess = errors − overall WER × reference words. CIs: {o.confidence:.0%} joint bootstrap over speakers, "
-        f"{o.n_resamples} resamples, seed {o.seed}. p: one-sided test of WER(slice) > WER(overall), bootstrap standard error. "
-        "A slice of several tags may only restate its worst one-tag parent: compare the parents' rows."
+        f"gap: {label}(slice) − {label}(overall) in percentage points. Excess = errors − overall {label} × reference {o.rate.unit_name}. "
+        f"CIs: {o.label} t intervals clustered by speaker (CR3, Bell–McCaffrey df). p: one-sided t test of {label}(slice) > {label}(overall) "
+        "with the same clustered standard error. A slice of several tags may only restate its worst one-tag parent: compare the parents' rows."
     )
 
 
@@ -559,10 +558,11 @@ def render_discovery_markdown(result: DiscoveryResult) -> str:
     if not shown:
         lines += [f"No slice is significantly worse than overall. The {N_WORST_SHOWN} with the most excess errors, for reference (not significant):", ""]
         shown = result.worst()
-    lines += ["| " + " | ".join(h for _, h in COLUMNS) + " |", "|" + "|".join("---" if k == "slice" else "---:" for k, _ in COLUMNS) + "|"]
+    cols = columns(result)
+    lines += ["| " + " | ".join(h for _, h in cols) + " |", "|" + "|".join("---" if k == "slice" else "---:" for k, _ in cols) + "|"]
     for finding in shown:
         row = _display(finding)
-        lines.append("| " + " | ".join(_md_escape(row[k]) for k, _ in COLUMNS) + " |")
+        lines.append("| " + " | ".join(_md_escape(row[k]) for k, _ in cols) + " |")
     lines += ["", _md_escape(_footnote(result))]
     return "\n".join(lines) + "\n"
 
@@ -574,7 +574,7 @@ def print_discovery(result: DiscoveryResult, console: Console) -> None:
         shown = result.worst()
         title = f"No significant slice; the {len(shown)} with the most excess errors (not significant)"
     table = Table(title=title, title_justify="left")
-    headers = dict(COLUMNS)
+    headers = dict(columns(result))
     for key in TERMINAL_COLUMNS:
         table.add_column(headers[key], justify="left" if key == "slice" else "right", no_wrap=key != "slice", min_width=24 if key == "slice" else None)
     for finding in shown:

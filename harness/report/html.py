@@ -16,8 +16,9 @@ from typing import Any
 
 import pandas as pd
 
+from harness.report import format as fmt
 from harness.report.render import (
-    CONDITION_COLUMNS, DASH, TABLE_COLUMNS, _ci, _footnote, _label, _pct, _ratio, condition_rows, display_rows, significant_tests,
+    _footnote, condition_columns, condition_rows, disparity_lines, display_rows, significant_tests, table_columns, warning_lines,
 )
 from harness.report.slices import NOT_GIVEN, _snr_label
 from harness.scoring import alignment
@@ -93,17 +94,18 @@ def render_html(report, *, worst_per_slice: int = WORST_PER_SLICE) -> str:
 
     data = load_run(report.run_dir)
     frame, _ = select_condition(data, report.options)
+    label = report.options.rate.label
     body = [
-        f"<h1>WER report: {e(report.run_dir.name)}</h1>",
+        f"<h1>{label} report: {e(report.run_dir.name)}</h1>",
         provenance_html(report),
-        "<h2>WER by slice</h2>",
+        f"<h2>{label} by slice</h2>",
         slice_table_html(report),
         f'<p class="note">{e(_footnote(report))}</p>',
         disparities_html(report),
         "<h2>Forest plot</h2>",
-        '<p class="note">Pooled WER of each slice with its interval; the dashed line and band are the overall WER and its interval. '
+        f'<p class="note">Pooled {label} of each slice with its {e(report.options.label)} interval; the dashed line and band are the overall {label} and its interval. '
         "Hollow grey points are small slices: shown without an interval and not ranked.</p>",
-        forest_svg(report.table.overall, report.table.slices),
+        forest_svg(report.table.overall, report.table.slices, metric=report.options.metric),
     ]
     if report.conditions is not None:
         body += conditions_html(report)
@@ -134,7 +136,7 @@ def provenance_items(report) -> list[tuple[str, str]]:
         ("Manifest sha256", str(manifest.get("sha256") or "unknown")),
         ("Backend", f"{backend.get('name')} {json.dumps(backend.get('options') or {}, ensure_ascii=False)}"),
         ("Normaliser", f"{normalizer.get('name')} ({normalizer.get('implementation')})"),
-        ("Seed", f"run {run.get('seed')}; bootstrap {report.options.seed}"),
+        ("Seed", f"run {run.get('seed')}; permutation tests {report.options.seed}"),
         ("Git", commit),
         ("Created", str(run.get("created_at"))),
         ("Conditions", ", ".join(map(str, run.get("conditions") or [])) or "clean"),
@@ -152,16 +154,17 @@ def provenance_html(report) -> str:
 
 
 def slice_table_html(report) -> str:
-    header = "".join(f'<th class="{"l" if k in ("slice", "flag") else ""}" scope="col">{e(h)}</th>' for k, h in TABLE_COLUMNS)
+    columns = table_columns(report)
+    header = "".join(f'<th class="{"l" if k in ("slice", "flag") else ""}" scope="col">{e(h)}</th>' for k, h in columns)
     lines = [f'<div class="scroll"><table class="slices"><thead><tr>{header}</tr></thead><tbody>']
     previous = None
     for source, row in zip([{**report.table.overall, "dimension": "overall"}, *report.table.slices], display_rows(report)):
         if source["dimension"] != previous and source["dimension"] != "overall":
-            lines.append(f'<tr class="dim"><td colspan="{len(TABLE_COLUMNS)}">by {e(source["dimension"])}</td></tr>')
+            lines.append(f'<tr class="dim"><td colspan="{len(columns)}">by {e(source["dimension"])}</td></tr>')
         previous = source["dimension"]
         classes = "overall" if source["dimension"] == "overall" else ("small" if source["small"] else "")
         cells = []
-        for key, _ in TABLE_COLUMNS:
+        for key, _ in columns:
             value = row[key]
             if key == "flag" and value:
                 cells.append(f'<td class="l"><span class="badge" title="too few speakers or words to rank or to trust an interval">{e(value)}</span></td>')
@@ -173,15 +176,7 @@ def slice_table_html(report) -> str:
 
 
 def disparities_html(report) -> str:
-    items = []
-    for dim in report.table.disparities:
-        if dim.worst and dim.best:
-            ratio, gap = dim.worst_to_best_ratio, dim.worst_minus_best
-            items.append(
-                f"<li><strong>{e(' × '.join(dim.dimension))}</strong>: worst {e(_label(dim.worst))}, best {e(_label(dim.best))}; "
-                f"worst/best ratio {e(_ratio(ratio['estimate']))} [{e(_ratio(ratio['ci_low']))}, {e(_ratio(ratio['ci_high']))}], "
-                f"gap {e(_points(gap['estimate']))} [{e(_points(gap['ci_low']))}, {e(_points(gap['ci_high']))}] ({dim.slices_compared} slices with intervals compared)</li>"
-            )
+    items = [f"<li>{e(line)}</li>" for line in warning_lines(report) + disparity_lines(report)]
     return f"<ul>{''.join(items)}</ul>" if items else ""
 
 
@@ -189,17 +184,18 @@ def disparities_html(report) -> str:
 LABEL_W, PLOT_W, VALUE_W, ROW_H, TOP, BOTTOM = 190, 520, 170, 19, 34, 34
 
 
-def forest_svg(overall: dict[str, Any], slices: list[dict[str, Any]], *, include_small: bool = True, title: str = "WER by slice") -> str:
+def forest_svg(overall: dict[str, Any], slices: list[dict[str, Any]], *, include_small: bool = True, title: str = "WER by slice", metric: str = "wer") -> str:
     """Slice WER with intervals, one row per slice grouped by dimension; overall WER as a reference line.
 
     Trusted slices are filled points (class "pt") on their interval; small ones are hollow grey (class
     "pt-small") with no interval, or left out entirely with include_small=False.
     """
-    shown = [r for r in slices if (include_small or not r["small"]) and r["wer"] is not None]
+    m, low_key, high_key, metric_label = metric, f"{metric}_ci_low", f"{metric}_ci_high", metric.upper()
+    shown = [r for r in slices if (include_small or not r["small"]) and r[m] is not None]
     if not shown:
         return '<p class="note">No slice to plot.</p>'
-    values = [v for r in shown for v in (r["wer"], None if r["small"] else r.get("wer_ci_high")) if v is not None]
-    values += [v for v in (overall.get("wer"), overall.get("wer_ci_high")) if v is not None]
+    values = [v for r in shown for v in (r[m], None if r["small"] else r.get(high_key)) if v is not None]
+    values += [v for v in (overall.get(m), overall.get(high_key)) if v is not None]
     step, top = _axis(max(values) if values else 1.0)
 
     def x(value: float) -> float:
@@ -215,22 +211,22 @@ def forest_svg(overall: dict[str, Any], slices: list[dict[str, Any]], *, include
     bottom = TOP + ROW_H * len(rows)
     out = [
         f'<svg class="forest" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="{e(title)}">',
-        f"<title>{e(title)}: pooled WER with intervals{'; small slices hollow, without interval' if include_small else ''}</title>",
+        f"<title>{e(title)}: pooled {metric_label} with intervals{'; small slices hollow, without interval' if include_small else ''}</title>",
     ]
     tick = 0.0
     while tick <= top + 1e-9:
         out.append(f'<line class="grid" x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{TOP - 4}" y2="{bottom}"/>')
         out.append(f'<text x="{x(tick):.1f}" y="{bottom + 16}" text-anchor="middle">{tick * 100:g}%</text>')
         tick += step
-    out.append(f'<text x="{LABEL_W + PLOT_W / 2:.1f}" y="{bottom + 31}" text-anchor="middle">WER</text>')
-    if overall.get("wer") is not None:
-        if overall.get("wer_ci_low") is not None and overall.get("wer_ci_high") is not None:
-            lo, hi = x(overall["wer_ci_low"]), x(overall["wer_ci_high"])
+    out.append(f'<text x="{LABEL_W + PLOT_W / 2:.1f}" y="{bottom + 31}" text-anchor="middle">{metric_label}</text>')
+    if overall.get(m) is not None:
+        if overall.get(low_key) is not None and overall.get(high_key) is not None:
+            lo, hi = x(overall[low_key]), x(overall[high_key])
             out.append(f'<rect class="band" x="{lo:.1f}" y="{TOP - 4}" width="{max(hi - lo, 0.5):.1f}" height="{bottom - TOP + 4}"/>')
-        ox = x(overall["wer"])
+        ox = x(overall[m])
         out.append(f'<line class="ref" x1="{ox:.1f}" x2="{ox:.1f}" y1="{TOP - 4}" y2="{bottom}"/>')
-        out.append(f'<text x="{ox:.1f}" y="{TOP - 10}" text-anchor="middle" fill="#b42318">overall {e(_pct(overall["wer"]))}</text>')
-    out.append(f'<text x="{LABEL_W + PLOT_W + 10}" y="{TOP - 10}" class="dimlab">WER [interval]</text>')
+        out.append(f'<text x="{ox:.1f}" y="{TOP - 10}" text-anchor="middle" fill="#b42318">overall {e(fmt.pct(overall[m]))}</text>')
+    out.append(f'<text x="{LABEL_W + PLOT_W + 10}" y="{TOP - 10}" class="dimlab">{metric_label} [interval]</text>')
     for i, (dimension, row) in enumerate(rows):
         y = TOP + ROW_H * i + ROW_H / 2
         if row is None:
@@ -238,18 +234,19 @@ def forest_svg(overall: dict[str, Any], slices: list[dict[str, Any]], *, include
             continue
         label = ", ".join(row["by"].values())
         shown_label = label if len(label) <= 26 else label[:25] + "…"
-        interval = "" if row["small"] else f" [{_ci(row)}]"
-        tooltip = f"{_label(row['by'])}: WER {_pct(row['wer'])}{interval}; {row['n_speakers']} speakers, {row['n_utterances']} utterances{' (small)' if row['small'] else ''}"
+        ci = fmt.interval(row.get(low_key), row.get(high_key))
+        interval = "" if row["small"] else f" [{ci}]"
+        tooltip = f"{fmt.slice_label(row['by'])}: {metric_label} {fmt.pct(row[m])}{interval}; {row['n_speakers']} speakers ({row.get('n_effective_speakers', 0):.1f} effective), {row['n_utterances']} utterances{' (small)' if row['small'] else ''}"
         out.append(f"<g><title>{e(tooltip)}</title>")
         out.append(f'<text class="{"lab-small" if row["small"] else "lab"}" x="14" y="{y + 4:.1f}">{e(shown_label)}</text>')
         if row["small"]:
-            out.append(f'<circle class="pt-small" cx="{x(row["wer"]):.1f}" cy="{y:.1f}" r="4"/>')
-            value = f"{_pct(row['wer'])} (small)"
+            out.append(f'<circle class="pt-small" cx="{x(row[m]):.1f}" cy="{y:.1f}" r="4"/>')
+            value = f"{fmt.pct(row[m])} (small)"
         else:
-            if row.get("wer_ci_low") is not None and row.get("wer_ci_high") is not None:
-                out.append(f'<line class="ci" x1="{x(row["wer_ci_low"]):.1f}" x2="{x(row["wer_ci_high"]):.1f}" y1="{y:.1f}" y2="{y:.1f}"/>')
-            out.append(f'<circle class="pt" cx="{x(row["wer"]):.1f}" cy="{y:.1f}" r="4.5"/>')
-            value = f"{_pct(row['wer'])} [{_ci(row)}]"
+            if row.get(low_key) is not None and row.get(high_key) is not None:
+                out.append(f'<line class="ci" x1="{x(row[low_key]):.1f}" x2="{x(row[high_key]):.1f}" y1="{y:.1f}" y2="{y:.1f}"/>')
+            out.append(f'<circle class="pt" cx="{x(row[m]):.1f}" cy="{y:.1f}" r="4.5"/>')
+            value = f"{fmt.pct(row[m])} [{ci}]"
         out.append(f'<text class="{"val-small" if row["small"] else "val"}" x="{LABEL_W + PLOT_W + 10}" y="{y + 4:.1f}">{e(value)}</text></g>')
     out.append("</svg>")
     return "".join(out)
@@ -266,21 +263,22 @@ def _axis(maximum: float) -> tuple[float, float]:
 
 
 def conditions_html(report) -> list[str]:
-    header = "".join(f'<th class="{"l" if k in ("slice", "condition", "flag") else ""}" scope="col">{e(h)}</th>' for k, h in CONDITION_COLUMNS)
+    columns = condition_columns(report)
+    header = "".join(f'<th class="{"l" if k in ("slice", "condition", "flag") else ""}" scope="col">{e(h)}</th>' for k, h in columns)
     rows = []
     for row in condition_rows(report):
         cells = "".join(
             f'<td class="l"><span class="badge">{e(row[k])}</span></td>' if k == "flag" and row[k] else f'<td class="{"l" if k in ("slice", "condition", "flag") else ""}">{e(row[k])}</td>'
-            for k, _ in CONDITION_COLUMNS
+            for k, _ in columns
         )
         rows.append(f'<tr class="{"small" if row["flag"] else ""}">{cells}</tr>')
     findings = significant_tests(report)
     out = [
         "<h2>Under each condition</h2>",
-        '<p class="note">Paired by utterance: each slice\'s WER clean and under the condition, and the change, with 95% speaker-bootstrap intervals.</p>',
+        f'<p class="note">Paired by utterance: each slice\'s {report.options.rate.label} clean and under the condition, and the change, with {e(report.options.label)} intervals clustered by speaker; p: sign-flip test over speakers.</p>',
         f'<div class="scroll"><table class="conditions"><thead><tr>{header}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>',
         f"<p><strong>Differential degradation</strong>: {len(findings)} of {len(report.conditions.tests)} slice pairs differ significantly "
-        "(permutation test over speakers, Holm-adjusted within each dimension and condition).</p>",
+        "(Welch t test over speakers, Holm-adjusted within each dimension and condition).</p>",
     ]
     if findings:
         out.append("<ul>" + "".join(f"<li>{e(line)}</li>" for line in findings) + "</ul>")
@@ -367,7 +365,7 @@ def worst_utterances_html(report, frame: pd.DataFrame, n: int) -> list[str]:
         state = " open" if row is opened else ""
         small = ' <span class="badge">small</span>' if row["small"] else ""
         out.append(
-            f"<details{state}><summary>{e(_label(row['by']))}{small} — WER {e(_pct(row['wer']))}, "
+            f"<details{state}><summary>{e(fmt.slice_label(row['by']))}{small} — WER {e(fmt.pct(row['wer']))}, "
             f"{row['n_speakers']} speakers, {row['n_utterances']} utterances; {len(worst)} shown</summary>"
         )
         if worst.empty:
@@ -397,10 +395,6 @@ def failed_html(frame: pd.DataFrame) -> list[str]:
     )
     more = f'<p class="note">… and {len(failed) - FAILED_SHOWN} more.</p>' if len(failed) > FAILED_SHOWN else ""
     return [f"<h2>Failed utterances ({len(failed)})</h2>", '<p class="note">Every condition: not scored, so in no WER; the “failed” column counts them per slice.</p>', f"<ul>{items}</ul>{more}"]
-
-
-def _points(value: float | None) -> str:
-    return DASH if value is None else f"{100 * value:+.1f} pts"
 
 
 def _short(value: Any, limit: int = 16) -> str:

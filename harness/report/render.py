@@ -11,68 +11,108 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.errors import ConfigError
+from harness.report import format as fmt
 
-DASH = "–"  # shown where an interval is omitted: too few speakers to trust one
+DASH = fmt.DASH
 FORMATS = ("md", "csv", "json", "html")
 # Spreadsheet apps run cells starting with these as formulas; transcripts and tags are untrusted.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
-TABLE_COLUMNS = (
-    ("slice", "slice"), ("n_utterances", "utts"), ("n_speakers", "spk"), ("ref_words", "words"), ("errors", "errors"),
-    ("wer", "WER"), ("ci", "95% CI"), ("substitution_rate", "sub"), ("deletion_rate", "del"), ("insertion_rate", "ins"),
-    ("gap_to_best", "gap to best"), ("ratio_to_overall", "× overall"), ("n_failed", "failed"), ("flag", "flag"),
-)
 
-
-def _pct(value: float | None) -> str:
-    return DASH if value is None else f"{100 * value:.1f}%"
-
-
-def _ratio(value: float | None) -> str:
-    return DASH if value is None else f"{value:.2f}"
-
-
-def _ci(row: dict[str, Any]) -> str:
-    low, high = row.get("wer_ci_low"), row.get("wer_ci_high")
-    return DASH if low is None or high is None else f"{100 * low:.1f}–{100 * high:.1f}"
+def table_columns(report) -> tuple[tuple[str, str], ...]:
+    """(key, header) of the slice table; headers name the report's metric and confidence."""
+    o = report.options
+    return (
+        ("slice", "slice"), ("n_utterances", "utts"), ("n_speakers", "spk"), ("n_effective_speakers", "eff spk"),
+        ("units", o.rate.unit_name), ("errors", "errors"), ("rate", o.rate.label), ("ci", f"{o.label} CI"),
+        ("substitution_rate", "sub"), ("deletion_rate", "del"), ("insertion_rate", "ins"),
+        ("gap_to_best", "gap to best"), ("ratio_to_overall", "× overall"), ("n_failed", "failed"), ("flag", "flag"),
+    )
 
 
 def display_rows(report) -> list[dict[str, str]]:
-    """The table as strings, shared by the terminal and Markdown renderers."""
+    """The table as strings, shared by the terminal, Markdown and HTML renderers."""
+    m = report.options.rate
     rows = []
     for row in [{**report.table.overall, "by": {}}, *report.table.slices]:
-        label = "overall" if not row["by"] else ", ".join(f"{k}={v}" for k, v in row["by"].items())
         rows.append({
-            "slice": label, "n_utterances": str(row["n_utterances"]), "n_speakers": str(row["n_speakers"]),
-            "ref_words": str(row["ref_words"]), "errors": str(row["errors"]), "wer": _pct(row["wer"]), "ci": _ci(row),
-            "substitution_rate": _pct(row["substitution_rate"]), "deletion_rate": _pct(row["deletion_rate"]),
-            "insertion_rate": _pct(row["insertion_rate"]),
-            "gap_to_best": DASH if row.get("gap_to_best") is None else f"{100 * row['gap_to_best']:+.1f} pts",
-            "ratio_to_overall": _ratio(row.get("ratio_to_overall")),
+            "slice": fmt.slice_label(row["by"]), "n_utterances": str(row["n_utterances"]), "n_speakers": str(row["n_speakers"]),
+            "n_effective_speakers": f"{row['n_effective_speakers']:.1f}", "units": str(row[m.units]), "errors": str(row[m.errors]),
+            "rate": fmt.pct(row[m.name]), "ci": fmt.interval(row.get(f"{m.name}_ci_low"), row.get(f"{m.name}_ci_high")),
+            "substitution_rate": fmt.pct(row["substitution_rate"]), "deletion_rate": fmt.pct(row["deletion_rate"]),
+            "insertion_rate": fmt.pct(row["insertion_rate"]),
+            "gap_to_best": fmt.points(row.get("gap_to_best")), "ratio_to_overall": fmt.ratio(row.get("ratio_to_overall")),
             "n_failed": str(row["n_failed"]), "flag": "small" if row["small"] else "",
         })
     return rows
 
 
 # The terminal shows the columns a reader needs to judge a slice; S/D/I rates are in report.md/.csv.
-TERMINAL_COLUMNS = ("slice", "n_utterances", "n_speakers", "ref_words", "wer", "ci", "gap_to_best", "n_failed", "flag")
+TERMINAL_COLUMNS = ("slice", "n_utterances", "n_speakers", "n_effective_speakers", "units", "rate", "ci", "gap_to_best", "n_failed", "flag")
+
+
+def disparity_lines(report) -> list[str]:
+    """One sentence per dimension: evidence of a disparity only when the test of equal rates rejects."""
+    o = report.options
+    label = o.rate.label
+    lines = []
+    for dim in report.table.disparities:
+        name = " × ".join(dim.dimension)
+        if not dim.worst or not dim.best or dim.equal_wer_test is None:
+            lines.append(f"{name}: fewer than two labelled slices large enough to compare; no disparity is estimated.")
+            continue
+        test = dim.equal_wer_test
+        p = fmt.p_value(test["p_value_holm"])
+        method = "speaker permutation" if "permutation" in test["method"] else "speaker bootstrap"
+        ratio, gap = dim.worst_to_best_ratio, dim.worst_minus_best
+        extent = (
+            f"gap {fmt.points(gap['estimate'], sign=False, unit=False)} pts {fmt.bracketed(gap['ci_low'], gap['ci_high'], kind='points')}, "
+            f"ratio {fmt.ratio(ratio['estimate'])} {fmt.bracketed(ratio['ci_low'], ratio['ci_high'], kind='ratio')} (intervals that hold for all {dim.slices_compared} slices at once)"
+        )
+        if dim.disparity_detected:
+            lines.append(
+                f"{name}: evidence of a disparity: {label} is not equal across the {dim.slices_compared} slices compared (p = {p}, {method} test, Holm-adjusted). "
+                f"Highest {fmt.slice_label(dim.worst)}, lowest {fmt.slice_label(dim.best)}: {extent}."
+            )
+        else:
+            lines.append(
+                f"{name}: the data cannot tell whether {label} differs across the {dim.slices_compared} slices compared (p = {p}, {method} test, Holm-adjusted). "
+                f"Highest point estimate {fmt.slice_label(dim.worst)}, lowest {fmt.slice_label(dim.best)}: {extent}."
+            )
+    return lines
+
+
+def warning_lines(report) -> list[str]:
+    """What a reader must know before trusting the table: references that normalised to no words."""
+    empty = report.table.overall.get("n_empty_reference") or 0
+    if not empty:
+        return []
+    normalizer = (report.run.get("normalizer") or {}).get("name")
+    return [
+        f"warning: {empty} scored utterance(s) have a reference that normalised to no words under normaliser {normalizer}; they add their "
+        "insertions to the errors but no words (column n_empty_reference per slice). Check the normaliser for this script (basic keeps "
+        "every script's letters; --metric cer suits scripts written without spaces)."
+    ]
 
 
 def print_report(report, console: Console) -> None:
-    title = f"WER by slice — {report.run.get('backend', {}).get('name')}, normaliser {report.run.get('normalizer', {}).get('name')}"
+    m = report.options.rate
+    title = f"{m.label} by slice — {report.run.get('backend', {}).get('name')}, normaliser {report.run.get('normalizer', {}).get('name')}"
     if report.condition:
         title += f", condition {report.condition}"
     table = Table(title=title, title_justify="left")
-    headers = dict(TABLE_COLUMNS)
+    headers = dict(table_columns(report))
     for key in TERMINAL_COLUMNS:
         table.add_column(headers[key], justify="left" if key in ("slice", "flag") else "right", no_wrap=True)
     for row in display_rows(report):
         table.add_row(*(row[key] for key in TERMINAL_COLUMNS), style="dim" if row["flag"] else None)
     console.print(table)
     console.print(_footnote(report), highlight=False)
+    for line in warning_lines(report):
+        console.print(line, highlight=False, style="yellow")
     if report.conditions is not None:
         conditions = Table(title="Degradation from clean, paired by utterance", title_justify="left")
-        condition_headers = dict(CONDITION_COLUMNS)
+        condition_headers = dict(condition_columns(report))
         for key in TERMINAL_CONDITION_COLUMNS:
             conditions.add_column(condition_headers[key], justify="left" if key in ("slice", "condition", "flag") else "right", no_wrap=True)
         for row in condition_rows(report):
@@ -83,36 +123,37 @@ def print_report(report, console: Console) -> None:
         console.print(f"Differential degradation: {len(findings)} of {tested} slice pairs differ significantly (Holm, within each dimension and condition).", highlight=False)
         for line in findings:
             console.print(f"  - {line}", highlight=False)
-    for dim in report.table.disparities:
-        if dim.worst and dim.best:
-            ratio, gap = dim.worst_to_best_ratio, dim.worst_minus_best
-            console.print(f"{' × '.join(dim.dimension)}: worst {_label(dim.worst)} vs best {_label(dim.best)}: ratio {_ratio(ratio['estimate'])} [{_ratio(ratio['ci_low'])}, {_ratio(ratio['ci_high'])}], gap {_pts(gap['estimate'])} pts [{_pts(gap['ci_low'])}, {_pts(gap['ci_high'])}]", highlight=False)
+    for line in disparity_lines(report):
+        console.print(line, highlight=False)
 
 
 def condition_rows(report) -> list[dict[str, str]]:
     """The last-mile table as strings: each slice under each condition, and its change from clean."""
     if report.conditions is None:
         return []
+    m = report.options.metric
     rows = []
     for row in report.conditions.rows:
-        change, low, high = row["degradation"], row["degradation_ci_low"], row["degradation_ci_high"]
-        relative = row["degradation_relative"]
         rows.append({
-            "slice": _label(row["by"]) or "overall", "condition": row["condition"], "n_speakers": str(row["n_speakers"]),
-            "wer_clean": _pct(row["wer_clean"]), "wer": _pct(row["wer"]),
-            "change": DASH if change is None else f"{100 * change:+.1f} pts",
-            "change_ci": DASH if low is None or high is None else f"{100 * low:+.1f} to {100 * high:+.1f}",
-            "relative": DASH if relative is None else f"{100 * relative:+.0f}%",
+            "slice": fmt.slice_label(row["by"]), "condition": row["condition"], "n_speakers": str(row["n_speakers"]),
+            "wer_clean": fmt.pct(row[f"{m}_clean"]), "wer": fmt.pct(row[m]),
+            "change": fmt.points(row["degradation"]),
+            "change_ci": fmt.interval(row["degradation_ci_low"], row["degradation_ci_high"], kind="difference"),
+            "p": fmt.p_value(row.get("degradation_p_value")),
+            "relative": DASH if row["degradation_relative"] is None else f"{100 * row['degradation_relative']:+.0f}%",
             "relative_ci": DASH if row["degradation_relative_ci_low"] is None or row["degradation_relative_ci_high"] is None else f"{100 * row['degradation_relative_ci_low']:+.0f}% to {100 * row['degradation_relative_ci_high']:+.0f}%",
             "flag": "small" if row["small"] else "",
         })
     return rows
 
 
-CONDITION_COLUMNS = (
-    ("slice", "slice"), ("condition", "condition"), ("n_speakers", "spk"), ("wer_clean", "WER clean"), ("wer", "WER"),
-    ("change", "change"), ("change_ci", "95% CI"), ("relative", "relative"), ("relative_ci", "95% CI (rel.)"), ("flag", "flag"),
-)
+def condition_columns(report) -> tuple[tuple[str, str], ...]:
+    o = report.options
+    label = o.rate.label
+    return (
+        ("slice", "slice"), ("condition", "condition"), ("n_speakers", "spk"), ("wer_clean", f"{label} clean"), ("wer", label),
+        ("change", "change"), ("change_ci", f"{o.label} CI"), ("p", "p"), ("relative", "relative"), ("relative_ci", f"{o.label} CI (rel.)"), ("flag", "flag"),
+    )
 
 
 # The relative change's interval is in report.md and report.json; the terminal keeps to what fits.
@@ -127,32 +168,28 @@ def significant_tests(report) -> list[str]:
         if test["significant"]:
             worse, better = (test["slice_a"], test["slice_b"]) if test["difference"] > 0 else (test["slice_b"], test["slice_a"])
             lines.append(
-                f"under {test['condition']}, {_label(worse)} loses {100 * abs(test['difference']):.1f} pts more than {_label(better)} "
-                f"(95% CI {100 * abs(test['ci_low'] if test['difference'] > 0 else test['ci_high']):.1f}–{100 * abs(test['ci_high'] if test['difference'] > 0 else test['ci_low']):.1f} pts; Holm-adjusted p = {test['p_value_holm']:.3g})"
+                f"under {test['condition']}, {fmt.slice_label(worse)} loses {100 * abs(test['difference']):.1f} pts more than {fmt.slice_label(better)} "
+                f"({report.options.label} CI {100 * abs(test['ci_low'] if test['difference'] > 0 else test['ci_high']):.1f}–{100 * abs(test['ci_high'] if test['difference'] > 0 else test['ci_low']):.1f} pts; Holm-adjusted p = {test['p_value_holm']:.3g})"
                 if test["ci_low"] is not None and test["ci_high"] is not None else
-                f"under {test['condition']}, {_label(worse)} loses {100 * abs(test['difference']):.1f} pts more than {_label(better)} (Holm-adjusted p = {test['p_value_holm']:.3g})"
+                f"under {test['condition']}, {fmt.slice_label(worse)} loses {100 * abs(test['difference']):.1f} pts more than {fmt.slice_label(better)} (Holm-adjusted p = {test['p_value_holm']:.3g})"
             )
     return lines
 
 
-def _pts(value: float | None) -> str:
-    return DASH if value is None else f"{100 * value:.1f}"
-
-
-def _label(by: dict[str, str]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in by.items())
-
-
 def _footnote(report) -> str:
     o = report.options
+    m = o.rate
     return (
-        f"WER = total errors / total reference words (pooled). CI: {o.confidence:.0%} bootstrap over speakers, {o.n_resamples} resamples, seed {o.seed}. "
-        f"'small' = fewer than {o.min_speakers} speakers or {o.min_words} words: not ranked, interval shown as {DASH} when under {o.min_speakers} speakers."
+        f"{m.label} = total errors / total reference {m.unit_name} (pooled). CI: {o.label} t interval clustered by speaker (CR3 variance, "
+        f"Bell–McCaffrey df, log scale). 'eff spk' = effective speakers, (Σ {m.unit_name})² / Σ {m.unit_name}² over speakers. 'small' = fewer than "
+        f"{o.min_speakers:g} effective speakers or {o.min_words} {m.unit_name}: no interval, never ranked. 'gap to best' is measured only among "
+        "labelled slices that are not small."
     )
 
 
 def render_markdown(report, out_dir: Path | None = None) -> str:
-    lines = [f"# WER report: {report.run_dir.name}", ""]
+    m = report.options.rate
+    lines = [f"# {m.label} report: {_md_escape(report.run_dir.name)}", ""]
     run = report.run
     lines += [
         f"- Manifest: `{(run.get('manifest') or {}).get('path')}` (sha256 `{((run.get('manifest') or {}).get('sha256') or '')[:16]}…`)",
@@ -161,24 +198,24 @@ def render_markdown(report, out_dir: Path | None = None) -> str:
     ]
     if report.condition:
         lines.append(f"- Condition: `{report.condition}`")
-    lines += ["", "| " + " | ".join(h for _, h in TABLE_COLUMNS) + " |", "|" + "|".join("---" if k in ("slice", "flag") else "---:" for k, _ in TABLE_COLUMNS) + "|"]
+    columns = table_columns(report)
+    lines += ["", "| " + " | ".join(h for _, h in columns) + " |", "|" + "|".join("---" if k in ("slice", "flag") else "---:" for k, _ in columns) + "|"]
     for row in display_rows(report):
-        lines.append("| " + " | ".join(_md_escape(row[key]) for key, _ in TABLE_COLUMNS) + " |")
-    lines += ["", _footnote(report), ""]
-    for dim in report.table.disparities:
-        if dim.worst and dim.best:
-            ratio, gap = dim.worst_to_best_ratio, dim.worst_minus_best
-            lines.append(f"- **{' × '.join(dim.dimension)}**: worst {_md_escape(_label(dim.worst))}, best {_md_escape(_label(dim.best))}; worst/best ratio {_ratio(ratio['estimate'])} [{_ratio(ratio['ci_low'])}, {_ratio(ratio['ci_high'])}], gap {_pts(gap['estimate'])} pts [{_pts(gap['ci_low'])}, {_pts(gap['ci_high'])}] ({dim.slices_compared} slices with intervals compared)")
+        lines.append("| " + " | ".join(_md_escape(row[key]) for key, _ in columns) + " |")
+    lines += ["", _md_escape(_footnote(report)), ""]
+    lines += [f"- {_md_escape(line)}" for line in warning_lines(report)]
+    lines += [f"- {_md_escape(line)}" for line in disparity_lines(report)]
     if report.conditions is not None:
-        lines += ["", "## Under each condition", "", "Paired by utterance: each slice's WER clean and under the condition, and the change, with 95% speaker-bootstrap intervals.", ""]
-        lines += ["| " + " | ".join(h for _, h in CONDITION_COLUMNS) + " |", "|" + "|".join("---" if k in ("slice", "condition", "flag") else "---:" for k, _ in CONDITION_COLUMNS) + "|"]
+        columns = condition_columns(report)
+        lines += ["", "## Under each condition", "", f"Paired by utterance: each slice's {m.label} clean and under the condition, and the change, with {report.options.label} intervals clustered by speaker; p: sign-flip test over speakers.", ""]
+        lines += ["| " + " | ".join(h for _, h in columns) + " |", "|" + "|".join("---" if k in ("slice", "condition", "flag") else "---:" for k, _ in columns) + "|"]
         for row in condition_rows(report):
-            lines.append("| " + " | ".join(_md_escape(row[key]) for key, _ in CONDITION_COLUMNS) + " |")
+            lines.append("| " + " | ".join(_md_escape(row[key]) for key, _ in columns) + " |")
         findings = significant_tests(report)
-        lines += ["", f"**Differential degradation**: {len(findings)} of {len(report.conditions.tests)} slice pairs differ significantly (permutation test over speakers, Holm-adjusted within each dimension and condition)."]
+        lines += ["", f"**Differential degradation**: {len(findings)} of {len(report.conditions.tests)} slice pairs differ significantly (Welch t test over speakers, Holm-adjusted within each dimension and condition)."]
         lines += [f"- {_md_escape(line)}" for line in findings]
         if ((out_dir or report.run_dir) / "robustness.svg").exists():
-            lines += ["", "![WER against SNR by slice](robustness.svg)"]
+            lines += ["", f"![{m.label} against SNR by slice](robustness.svg)"]
     return "\n".join(lines) + "\n"
 
 
@@ -186,11 +223,14 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
-CSV_FIELDS = (
-    "dimension", "slice", "n_utterances", "n_speakers", "ref_words", "errors", "substitutions", "deletions", "insertions",
-    "wer", "wer_ci_low", "wer_ci_high", "substitution_rate", "deletion_rate", "insertion_rate", "cer", "mean_utterance_wer",
-    "gap_to_best", "ratio_to_best", "gap_to_overall", "ratio_to_overall", "n_failed", "small",
-)
+def csv_fields(report) -> tuple[str, ...]:
+    m = report.options.metric
+    return (
+        "dimension", "slice", "n_utterances", "n_speakers", "n_effective_speakers", "ref_words", "errors", "substitutions", "deletions",
+        "insertions", "ref_chars", "char_errors", "wer", "cer", f"{m}_ci_low", f"{m}_ci_high", "substitution_rate", "deletion_rate",
+        "insertion_rate", "mean_utterance_wer", "gap_to_best", "gap_to_best_ci_low", "gap_to_best_ci_high", "ratio_to_best",
+        "gap_to_overall", "gap_to_overall_ci_low", "gap_to_overall_ci_high", "ratio_to_overall", "n_failed", "n_empty_reference", "small",
+    )
 
 
 def csv_safe(value: Any) -> Any:
@@ -202,11 +242,12 @@ def csv_safe(value: Any) -> Any:
 
 def write_csv(report, path: Path) -> None:
     with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+        fields = csv_fields(report)
+        writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         for row in [{**report.table.overall, "by": {}, "dimension": "overall"}, *report.table.slices]:
             label = "overall" if not row["by"] else ";".join(f"{k}={v}" for k, v in row["by"].items())
-            writer.writerow({name: csv_safe(label if name == "slice" else row.get(name)) for name in CSV_FIELDS})
+            writer.writerow({name: csv_safe(label if name == "slice" else row.get(name)) for name in fields})
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -1,8 +1,11 @@
-"""The slice table: pooled WER per slice with speaker-clustered intervals, sizes, flags and disparities."""
+"""The slice table: pooled WER per slice with speaker-clustered intervals, sizes, the small flag and disparities.
+
+Every number with uncertainty comes from harness.stats; this module only cuts the rows into slices,
+sums counts for display, and lays the results out.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -15,29 +18,62 @@ from harness import stats
 
 NOT_GIVEN = "(not given)"
 COUNT_COLUMNS = ("errors", "substitutions", "deletions", "insertions", "ref_words", "hits", "char_errors", "ref_chars")
+UNKNOWN_METRIC = "metric {value!r} is not one of {choices}; use wer (word error rate) or cer (character error rate, for scripts written without spaces)"
 
 
 @dataclass(frozen=True, kw_only=True)
-class SliceOptions:
-    """How slices are cut and when they are too small to trust."""
+class Metric:
+    """Which error rate slices are ranked and tested by: its count columns and how to name it."""
+
+    name: str
+    label: str
+    errors: str
+    units: str
+    unit_name: str
+
+
+METRICS = {
+    "wer": Metric(name="wer", label="WER", errors="errors", units="ref_words", unit_name="words"),
+    "cer": Metric(name="cer", label="CER", errors="char_errors", units="ref_chars", unit_name="characters"),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SliceOptions(stats.StatsOptions):
+    """How slices are cut (`by`, `cross`), which rate ranks them (`metric`), and the statistics options
+    (confidence, size minimums, resamples, seed) inherited from `stats.StatsOptions`, validated once."""
 
     by: tuple[str, ...] = ()
     cross: bool = False
-    min_speakers: int = stats.DEFAULT_MIN_SPEAKERS
-    min_words: int = stats.DEFAULT_MIN_REF_WORDS
-    n_resamples: int = stats.DEFAULT_N_RESAMPLES
-    confidence: float = stats.DEFAULT_CONFIDENCE
-    seed: int = 0
+    metric: str = "wer"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.metric not in METRICS:
+            raise stats.StatsInputError(UNKNOWN_METRIC.format(value=self.metric, choices=", ".join(METRICS)))
+
+    @property
+    def rate(self) -> Metric:
+        return METRICS[self.metric]
 
 
 @dataclass(frozen=True, kw_only=True)
 class DimensionDisparity:
+    """Worst and best slices of one dimension, the range between them, and whether they differ at all.
+
+    `disparity_detected` is True only when the test of equal rates rejects at the report's alpha after
+    Holm adjustment over the report's dimensions; otherwise the data cannot tell the slices apart.
+    """
+
     dimension: tuple[str, ...]
     worst: dict[str, str] | None
     best: dict[str, str] | None
     worst_to_best_ratio: dict[str, float | None]
     worst_minus_best: dict[str, float | None]
     slices_compared: int
+    equal_wer_test: dict[str, Any] | None
+    disparity_detected: bool
+    simultaneous_confidence: float | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +81,7 @@ class SliceTable:
     overall: dict[str, Any]
     slices: list[dict[str, Any]]
     disparities: list[DimensionDisparity] = field(default_factory=list)
+    metric: str = "wer"
 
 
 def dimensions(options: SliceOptions) -> list[tuple[str, ...]]:
@@ -56,114 +93,130 @@ def dimensions(options: SliceOptions) -> list[tuple[str, ...]]:
 
 
 def summarize(frame: pd.DataFrame) -> dict[str, Any]:
-    """Counts and rates of one group of rows (a slice, or everything): pooled WER = errors / words."""
+    """Counts and rates of one group of rows (a slice, or everything): pooled WER = errors / words.
+
+    `n_empty_reference` counts scored utterances whose reference normalised to no words: they add
+    their insertions to the errors but no words, so a slice of such utterances has no WER (never
+    silently dropped; reports warn about them).
+    """
     ok = frame[frame["status"] == "ok"]
     totals = {name: int(ok[name].sum()) for name in COUNT_COLUMNS}
     words = totals["ref_words"]
-    per_utterance = ok["errors"] / ok["ref_words"].where(ok["ref_words"] > 0)
     return {
         "n_utterances": int(len(ok)),
         "n_speakers": int(ok["cluster"].nunique()),
         "n_failed": int((frame["status"] != "ok").sum()),
-        **{k: totals[k] for k in ("ref_words", "errors", "substitutions", "deletions", "insertions")},
+        "n_empty_reference": int((ok["ref_words"] == 0).sum()),
+        **{k: totals[k] for k in ("ref_words", "errors", "substitutions", "deletions", "insertions", "ref_chars", "char_errors")},
         "wer": _rate(totals["errors"], words),
         "substitution_rate": _rate(totals["substitutions"], words),
         "deletion_rate": _rate(totals["deletions"], words),
         "insertion_rate": _rate(totals["insertions"], words),
         "cer": _rate(totals["char_errors"], totals["ref_chars"]),
-        "mean_utterance_wer": finite_or_none(float(per_utterance.mean())) if len(ok) else None,
+        "mean_utterance_wer": finite_or_none(stats.mean_utterance_wer(errors=ok["errors"], ref_words=ok["ref_words"])) if len(ok) else None,
     }
 
 
+def interval_fields(intervals: stats.SliceIntervals, i: int | None, metric: Metric) -> dict[str, Any]:
+    """The size, small flag and interval of slice i as row fields (metric-named, e.g. wer_ci_low)."""
+    if i is None:
+        return {"n_effective_speakers": 0.0, "small": True, f"{metric.name}_ci_low": None, f"{metric.name}_ci_high": None}
+    return {
+        "n_effective_speakers": round(float(intervals.n_effective_speakers[i]), 2),
+        "small": bool(intervals.small[i]),
+        f"{metric.name}_ci_low": finite_or_none(intervals.lower[i]),
+        f"{metric.name}_ci_high": finite_or_none(intervals.upper[i]),
+    }
+
+
+def label_frame(frame: pd.DataFrame, dim: tuple[str, ...]) -> pd.DataFrame:
+    """The rows with each dimension's value as a string label; a missing value is "(not given)"."""
+    labelled = frame.copy()
+    for name in dim:
+        labelled[name] = labelled[name].map(_snr_label) if name == "snr_db" else labelled[name].astype("string").fillna(NOT_GIVEN)
+    return labelled
+
+
 def build_slice_table(frame: pd.DataFrame, options: SliceOptions) -> SliceTable:
+    metric = options.rate
+    ok = frame[frame["status"] == "ok"]
     overall = summarize(frame)
-    ok = frame[frame["status"] == "ok"].copy()
-    overall_ci = _intervals(ok.assign(_all="all"), ["_all"], options)
-    if overall_ci is not None:
-        overall.update(wer_ci_low=finite_or_none(overall_ci.lower[0]), wer_ci_high=finite_or_none(overall_ci.upper[0]))
-    else:
-        overall.update(wer_ci_low=None, wer_ci_high=None)
-    overall["small"] = _is_small(overall, options)
-    rows: list[dict[str, Any]] = []
-    disparities: list[DimensionDisparity] = []
-    for dim in dimensions(options):
-        labelled = frame.copy()
-        for name in dim:
-            labelled[name] = labelled[name].astype("string").fillna(NOT_GIVEN) if name != "snr_db" else labelled[name].map(_snr_label)
-        labelled_ok = labelled[labelled["status"] == "ok"]
-        intervals = _intervals(labelled_ok, list(dim), options)
-        measures = stats.disparity(_without_unlabelled(intervals)) if intervals is not None else None
-        index = {label if isinstance(label, tuple) else (label,): i for i, label in enumerate(intervals.slices)} if intervals is not None else {}
-        for key, group in labelled.groupby(list(dim), sort=True, dropna=False):
-            key = key if isinstance(key, tuple) else (key,)
-            row = {"dimension": "×".join(dim), "by": dict(zip(dim, map(str, key))), **summarize(group)}
-            i = index.get(key)
-            if i is not None and not intervals.interval_omitted[i]:
-                row.update(wer_ci_low=finite_or_none(intervals.lower[i]), wer_ci_high=finite_or_none(intervals.upper[i]))
-            else:
-                row.update(wer_ci_low=None, wer_ci_high=None)
-            row["small"] = _is_small(row, options)
-            if measures is not None and i is not None:
-                for name, measure in (("gap_to_best", measures.gap_to_best), ("ratio_to_best", measures.ratio_to_best), ("gap_to_overall", measures.gap_to_overall), ("ratio_to_overall", measures.ratio_to_overall)):
-                    row[name] = finite_or_none(measure.estimate[i])
-                    row[f"{name}_ci_low"] = None if row["small"] else finite_or_none(measure.lower[i])
-                    row[f"{name}_ci_high"] = None if row["small"] else finite_or_none(measure.upper[i])
-            rows.append(row)
-        if measures is not None:
-            disparities.append(_dimension_disparity(dim, measures))
-    _restrict_best_to_trusted(rows)
-    return SliceTable(overall=overall, slices=rows, disparities=disparities)
-
-
-def _intervals(ok: pd.DataFrame, by: list[str], options: SliceOptions) -> stats.SliceIntervals | None:
     if ok.empty:
-        return None
-    arguments = dict(by=by if len(by) > 1 else by[0], seed=options.seed, n_resamples=options.n_resamples, confidence=options.confidence, min_speakers=max(2, options.min_speakers))
-    if len(by) == 1:
-        try:
-            # Resampling within each slice keeps its speaker count fixed, when slices nest speakers.
-            return stats.slice_intervals_from_results(ok, strata=by[0], **arguments)
-        except stats.StatsInputError:
-            pass
-    return stats.slice_intervals_from_results(ok, **arguments)
+        overall.update(interval_fields(None, None, metric))
+    else:
+        whole = stats.cells_from_frame(ok, by=None, errors=metric.errors, words=metric.units)
+        overall.update(interval_fields(stats.slice_intervals(whole, options), 0, metric))
+    rows: list[dict[str, Any]] = []
+    found: list[tuple[tuple[str, ...], stats.Disparity]] = []
+    dims = dimensions(options)
+    for dim in dims:
+        labelled = label_frame(frame, dim)
+        labelled_ok = labelled[labelled["status"] == "ok"]
+        cells = stats.cells_from_frame(labelled_ok, by=list(dim), errors=metric.errors, words=metric.units) if not labelled_ok.empty else None
+        intervals = stats.slice_intervals(cells, options) if cells is not None else None
+        measures = gaps = None
+        if cells is not None:
+            keys = [_key(label) for label in cells.slices]
+            labelled_mask = np.array([NOT_GIVEN not in key for key in keys])
+            # Rows with no label are not a group of people: they are never ranked or an anchor.
+            measures = stats.disparity(intervals, cells, options, eligible=labelled_mask, family_size=len(dims))
+            gaps = stats.gaps_to_overall(cells, options)
+            found.append((dim, measures))
+        index = {_key(label): i for i, label in enumerate(cells.slices)} if cells is not None else {}
+        for key, group in labelled.groupby(list(dim), sort=True, dropna=False):
+            key = _key(key)
+            i = index.get(key)
+            row = {"dimension": "×".join(dim), "by": dict(zip(dim, map(str, key))), **summarize(group)}
+            row.update(interval_fields(intervals, i, metric))
+            ranked = i is not None and measures is not None and key in {_key(s) for s in measures.slices_compared}
+            for name, measure in (("gap_to_best", measures and measures.gap_to_best), ("ratio_to_best", measures and measures.ratio_to_best)):
+                row[name] = finite_or_none(measure.estimate[i]) if ranked else None
+                row[f"{name}_ci_low"] = finite_or_none(measure.lower[i]) if ranked else None
+                row[f"{name}_ci_high"] = finite_or_none(measure.upper[i]) if ranked else None
+            trusted = i is not None and not row["small"]
+            for name, (point, low, high) in (
+                ("gap_to_overall", (gaps.gap, gaps.gap_lower, gaps.gap_upper) if gaps is not None else (None,) * 3),
+                ("ratio_to_overall", (gaps.ratio, gaps.ratio_lower, gaps.ratio_upper) if gaps is not None else (None,) * 3),
+            ):
+                row[name] = finite_or_none(point[i]) if i is not None else None
+                row[f"{name}_ci_low"] = finite_or_none(low[i]) if trusted else None
+                row[f"{name}_ci_high"] = finite_or_none(high[i]) if trusted else None
+            rows.append(row)
+    disparities = _dimension_disparities(found, options)
+    return SliceTable(overall=overall, slices=rows, disparities=disparities, metric=metric.name)
 
 
-def _without_unlabelled(intervals: stats.SliceIntervals) -> stats.SliceIntervals:
-    """Rows with no label are not a group of people: keep them out of worst/best rankings."""
-    unlabelled = np.array([NOT_GIVEN in (label if isinstance(label, tuple) else (label,)) for label in intervals.slices])
-    if not unlabelled.any():
-        return intervals
-    return dataclasses.replace(intervals, interval_omitted=intervals.interval_omitted | unlabelled)
+def _dimension_disparities(found: list[tuple[tuple[str, ...], stats.Disparity]], options: SliceOptions) -> list[DimensionDisparity]:
+    """Disparity records for every dimension, with the equal-rate tests Holm-adjusted across dimensions."""
+    raw = [m.equal_wer_test.p_value if m.equal_wer_test is not None else np.nan for _, m in found]
+    adjusted = stats.holm(raw) if found else np.array([])
+    out = []
+    for (dim, measures), p_holm in zip(found, adjusted):
+        test = measures.equal_wer_test
+
+        def label(value: object) -> dict[str, str] | None:
+            return None if value is None else dict(zip(dim, map(str, _key(value))))
+
+        def interval(item: stats.Interval) -> dict[str, float | None]:
+            return {"estimate": finite_or_none(item.estimate), "ci_low": finite_or_none(item.lower), "ci_high": finite_or_none(item.upper)}
+
+        out.append(DimensionDisparity(
+            dimension=dim, worst=label(measures.worst_slice), best=label(measures.best_slice),
+            worst_to_best_ratio=interval(measures.worst_to_best_ratio), worst_minus_best=interval(measures.worst_minus_best),
+            slices_compared=len(measures.slices_compared),
+            equal_wer_test=None if test is None else {
+                "method": test.method, "statistic": finite_or_none(test.statistic), "p_value": test.p_value,
+                "p_value_holm": finite_or_none(p_holm), "n_resamples": test.n_resamples, "monte_carlo_se": test.monte_carlo_se,
+                "n_slices": test.n_slices, "n_speakers": test.n_speakers,
+            },
+            disparity_detected=bool(test is not None and np.isfinite(p_holm) and p_holm < options.alpha),
+            simultaneous_confidence=measures.simultaneous_confidence if test is not None else None,
+        ))
+    return out
 
 
-def _dimension_disparity(dim: tuple[str, ...], measures: stats.Disparity) -> DimensionDisparity:
-    def label(value: object) -> dict[str, str] | None:
-        if value is None:
-            return None
-        values = value if isinstance(value, tuple) else (value,)
-        return dict(zip(dim, map(str, values)))
-
-    def interval(item: stats.Interval) -> dict[str, float | None]:
-        return {"estimate": finite_or_none(item.estimate), "ci_low": finite_or_none(item.lower), "ci_high": finite_or_none(item.upper)}
-
-    return DimensionDisparity(
-        dimension=dim, worst=label(measures.worst_slice), best=label(measures.best_slice),
-        worst_to_best_ratio=interval(measures.worst_to_best_ratio), worst_minus_best=interval(measures.worst_minus_best),
-        slices_compared=len(measures.slices_compared),
-    )
-
-
-def _restrict_best_to_trusted(rows: list[dict[str, Any]]) -> None:
-    """Small and unlabelled slices get no rank-derived comparisons: a 1-speaker 'best' slice would
-    anchor every gap, and rows without a label are not a group to rank."""
-    for row in rows:
-        if row["small"] or NOT_GIVEN in row["by"].values():
-            for name in ("gap_to_best", "ratio_to_best"):
-                row[name] = None
-
-
-def _is_small(row: dict[str, Any], options: SliceOptions) -> bool:
-    return row["n_speakers"] < options.min_speakers or row["ref_words"] < options.min_words
+def _key(label: object) -> tuple:
+    return label if isinstance(label, tuple) else (label,)
 
 
 def _rate(numerator: int, denominator: int) -> float | None:
