@@ -81,7 +81,7 @@ def run(
     backend: Annotated[str, typer.Option("--backend", help="ASR backend: pocketsphinx, transformers or replay.")] = "pocketsphinx",
     backend_arg: Annotated[Optional[list[str]], typer.Option("--backend-arg", help="Backend option KEY=VALUE; repeatable.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Utterances per backend call.")] = 16,
-    normalizer: Annotated[str, typer.Option("--normalizer", help="Text normaliser: none, basic, basic-unicode, whisper-english.")] = "basic",
+    normalizer: Annotated[str, typer.Option("--normalizer", help="Text normaliser: basic (every script, NFKC, case-folded), basic-fold-diacritics, ascii (sclite-compatible), whisper-english, none.")] = "basic",
     seed: Annotated[int, typer.Option("--seed", help="Run seed; every random draw derives from (seed, utterance, condition).")] = 0,
     out: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default reports/<run-id>).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")] = False,
