@@ -33,7 +33,7 @@ test: install system-packages
 bench: install
 	$(BIN)/python benchmarks/scoring.py
 	$(BIN)/python benchmarks/noise.py
-	$(BIN)/python benchmarks/stats_bootstrap.py
+	$(BIN)/python benchmarks/stats_slices.py
 	$(BIN)/python benchmarks/slices_compare.py
 
 clean:

@@ -81,7 +81,7 @@ def bench_report(n_rows: int, n_speakers: int, n_resamples: int) -> None:
     build_slice_table(frame, options)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    print(f"slice report on {n_rows:,} rows, {n_speakers:,} speakers, {n_resamples} bootstrap resamples, --by accent --by gender ({len(table.slices)} slices)")
+    print(f"slice report on {n_rows:,} rows, {n_speakers:,} speakers, {n_resamples} permutations, --by accent --by gender ({len(table.slices)} slices)")
     print(f"  baseline, one pooled WER with pandas: {baseline_s * 1000:.1f} ms (WER {overall:.4f})")
     print(f"  asrfair slice table with intervals and disparities: {report_s:.2f} s, peak traced memory {peak / 2**20:,.0f} MiB, max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
     print(f"  ratio report / baseline: {report_s / baseline_s:,.0f}x")

@@ -1,6 +1,8 @@
 """Which accents does each system serve worst? The Artie Bias Corpus with 9 real ASR systems' outputs.
 
 Run from the project root with the team's data beside it: `.venv/bin/python examples/artie_worst_accents.py`.
+"highest" and "lowest" are point estimates among accents that are not small; whether the accents differ at
+all is the test of equal WER; the ratio's interval accounts for having picked the two from the same data.
 Writes one run per system under reports/artie/ and prints a Markdown table.
 """
 
@@ -27,8 +29,8 @@ def main() -> None:
         sys.exit(f"needs the Artie data at {ARTIE}")
     manifest = load_manifest(ARTIE / "artie-bias-corpus.tsv", columns=COLUMNS, require_audio=False)
     systems = sorted(p for p in (ARTIE / "predictions").rglob("*.tsv") if not p.name.endswith("-original.tsv"))
-    print("| system | WER % [95% CI] | worst accent: WER % [CI] | best accent: WER % [CI] | worst / best [CI] |")
-    print("|---|---|---|---|---|")
+    print("| system | WER % [95% CI] | highest accent: WER % [CI] | lowest accent: WER % [CI] | highest / lowest [simultaneous CI] | equal WER? p (Holm) |")
+    print("|---|---|---|---|---|---|")
     for path in systems:
         name = str(path.relative_to(ARTIE / "predictions").with_suffix(""))
         out_dir = Path("reports") / "artie" / name.replace("/", "_")
@@ -41,11 +43,13 @@ def main() -> None:
         rows = {row["by"]["accent"]: row for row in report.table.slices}
         worst, best = rows[accent.worst["accent"]], rows[accent.best["accent"]]
         ratio = accent.worst_to_best_ratio
+        high = "∞" if ratio["ci_high"] is None else f"{ratio['ci_high']:.2f}"
+        verdict = "differ" if accent.disparity_detected else "cannot tell"
         print(
             f"| {name} | {pct(overall['wer'])} [{pct(overall['wer_ci_low'])}, {pct(overall['wer_ci_high'])}] "
             f"| {worst['by']['accent']}: {pct(worst['wer'])} [{pct(worst['wer_ci_low'])}, {pct(worst['wer_ci_high'])}] "
             f"| {best['by']['accent']}: {pct(best['wer'])} [{pct(best['wer_ci_low'])}, {pct(best['wer_ci_high'])}] "
-            f"| {ratio['estimate']:.2f} [{ratio['ci_low']:.2f}, {ratio['ci_high']:.2f}] |"
+            f"| {ratio['estimate']:.2f} [{ratio['ci_low']:.2f}, {high}] | {verdict}: {accent.equal_wer_test['p_value_holm']:.2g} |"
         )
 
 
