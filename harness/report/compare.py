@@ -377,10 +377,14 @@ def render_comparison_markdown(comparison: Comparison) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The terminal leaves out effective speakers (in comparison.md and .json) so the table fits 120 columns.
+TERMINAL_COLUMNS = ("slice", "n_speakers", "ref_words", "rate_a", "rate_b", "delta", "delta_ci", "p", "p_holm", "flag")
+
+
 def print_comparison(comparison: Comparison, console: Console) -> None:
     for line in _header(comparison):
         console.print(line, highlight=False)
-    cols = columns(comparison)
+    cols = tuple(c for c in columns(comparison) if c[0] in TERMINAL_COLUMNS)
     table = Table(title=f"{comparison.options.rate.label} of B against A, paired by utterance", title_justify="left")
     for key, header in cols:
         table.add_column(header, justify="left" if key in ("slice", "flag") else "right", no_wrap=True)
