@@ -12,8 +12,10 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from harness.errors import HarnessError
+from harness.escaping import escape_terminal
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Speech-recognition fairness evaluation: WER by slice, with honest uncertainty.")
 noise_app = typer.Typer(no_args_is_help=True, help="Noise profiles: list, add your own recordings, preview.")
@@ -32,8 +34,13 @@ SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the permutation
 
 
 def _fail(error: HarnessError) -> None:
-    error_console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True)
+    error_console.print(Text.assemble(("error:", "bold red"), " ", escape_terminal(error, multiline=True)), soft_wrap=True)
     raise typer.Exit(code=2)
+
+
+def _say(message: object, *, to: Console | None = None) -> None:
+    """Print a message that holds user values (paths, ids, tags): never markup, controls made visible."""
+    (to or error_console).print(escape_terminal(message, multiline=True), soft_wrap=True)
 
 
 def _column_map(id_column: str, audio_column: str, text_column: str, speaker_column: str, tag_columns: Optional[str], missing_value: Optional[list[str]]):
@@ -65,14 +72,14 @@ def validate(
     try:
         loaded = load_manifest(manifest, columns=_column_map(id_column, audio_column, text_column, speaker_column, tag_columns, missing_value), require_audio=not no_audio)
     except ManifestError as error:
-        error_console.print(f"[bold red]{len(error.problems)} problem(s)[/] in {manifest}:", highlight=False)
+        error_console.print(Text.assemble((f"{len(error.problems)} problem(s)", "bold red"), " in ", escape_terminal(manifest), ":"), soft_wrap=True)
         for problem in error.problems:
-            error_console.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
+            _say(f"  - {problem}")
         raise typer.Exit(code=2)
     except HarnessError as error:
         _fail(error)
     speakers = len({u.speaker for u in loaded if u.speaker})
-    console.print(f"{manifest}: {len(loaded)} utterances, {speakers} speakers, tags: {', '.join(loaded.tag_names) or 'none'}. No problems found.", highlight=False)
+    _say(f"{manifest}: {len(loaded)} utterances, {speakers} speakers, tags: {', '.join(loaded.tag_names) or 'none'}. No problems found.", to=console)
 
 
 @app.command()
@@ -123,19 +130,15 @@ def run(
     except HarnessError as error:
         _fail(error)
     if summary is None or summary.stopped_early:
-        error_console.print(f"interrupted; finished batches are saved. Continue with the same command plus --resume --out {out_dir}.")
+        _say(f"interrupted; finished batches are saved. Continue with the same command plus --resume --out {out_dir}.")
         raise typer.Exit(code=130)
     coverage = getattr(engine, "coverage", None)
     if coverage is not None and (coverage.n_missing or coverage.n_unused):
-        error_console.print(
+        _say(
             f"replay: {coverage.n_missing} of {coverage.n_manifest} manifest utterances have no hypothesis and were scored as empty transcripts "
             f"(e.g. {list(coverage.missing_examples)}); {coverage.n_unused} hypotheses match no manifest utterance (e.g. {list(coverage.unused_examples)}).",
-            highlight=False, markup=False,
         )
-    error_console.print(
-        f"{summary.n_written} utterance-conditions transcribed in {summary.seconds:.1f} s ({summary.n_done_before} already done, {summary.n_failed} failed). Run: {summary.out_dir}",
-        highlight=False,
-    )
+    _say(f"{summary.n_written} utterance-conditions transcribed in {summary.seconds:.1f} s ({summary.n_done_before} already done, {summary.n_failed} failed). Run: {summary.out_dir}")
     if by:
         _report(summary.out_dir, by, cross=cross, min_speakers=min_speakers, min_words=min_words, formats="md,csv,json")
 
@@ -168,7 +171,7 @@ def _report(run_dir: Path, by: list[str], *, cross: bool, min_speakers: float, m
     built = build_report(run_dir, options)
     print_report(built, console)
     written = write_report(built, run_dir, formats=[f.strip() for f in formats.split(",") if f.strip()])
-    error_console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+    _say("wrote " + ", ".join(str(p) for p in written))
 
 
 @app.command()
@@ -195,7 +198,7 @@ def card(
         written = write_card(build_report(run_dir, options), out or run_dir, labels_source=labels_source)
     except HarnessError as error:
         _fail(error)
-    error_console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+    _say("wrote " + ", ".join(str(p) for p in written))
 
 
 @app.command()
@@ -224,7 +227,7 @@ def slices(
         written = write_discovery(result, out or run_dir)
     except HarnessError as error:
         _fail(error)
-    error_console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+    _say("wrote " + ", ".join(str(p) for p in written))
 
 
 @app.command()
@@ -250,7 +253,7 @@ def compare(
         written = write_comparison(result, out or run_b)
     except HarnessError as error:
         _fail(error)
-    error_console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+    _say("wrote " + ", ".join(str(p) for p in written))
 
 
 @app.command()
@@ -259,7 +262,7 @@ def backends() -> None:
     from harness.backends import BACKENDS
 
     for name, target in BACKENDS.items():
-        console.print(f"{name:14s} {target}", highlight=False)
+        _say(f"{name:14s} {target}", to=console)
 
 
 @noise_app.command("list")
@@ -271,10 +274,10 @@ def noise_list() -> None:
 
     table = Table("name", "from", "SNR grid", "description", title="Noise profiles", title_justify="left")
     for info in list_profiles():
-        description = f"[red]error: {info.error}[/]" if info.error else info.description
+        description = escape_terminal(f"error: {info.error}", style="red") if info.error else escape_terminal(info.description)
         name = f"{info.name} (shadowed)" if info.shadowed else info.name
         where = info.location if info.location == "built-in" else f"{info.location}: {info.path}"
-        table.add_row(name, where, {True: "yes", False: "no", None: "?"}[info.uses_snr], description)
+        table.add_row(escape_terminal(name), escape_terminal(where), {True: "yes", False: "no", None: "?"}[info.uses_snr], description)
     console.print(table)
 
 
@@ -293,7 +296,7 @@ def noise_add(
         written = add_recordings(paths, name=name, directory=directory, description=description, overwrite=force)
     except HarnessError as error:
         _fail(error)
-    console.print(f"wrote profile {name!r} to {written}. Use it with: asrfair run MANIFEST --profile {name} --snr 20,10,5,0", highlight=False)
+    _say(f"wrote profile {name!r} to {written}. Use it with: asrfair run MANIFEST --profile {name} --snr 20,10,5,0", to=console)
 
 
 @noise_app.command("preview")
@@ -328,7 +331,7 @@ def noise_preview(
     except HarnessError as error:
         _fail(error)
     applied = "; ".join(", ".join(f"{k}={v}" for k, v in r.items() if k in ("type", "step", "file", "offset_s", "snr_db_target", "snr_db_measured", "target_snr_db", "measured_snr_db")) for r in records)
-    console.print(f"wrote {output} ({len(audio) / rate:.2f} s at {rate} Hz). Applied: {applied}", highlight=False)
+    _say(f"wrote {output} ({len(audio) / rate:.2f} s at {rate} Hz). Applied: {applied}", to=console)
 
 
 @contextlib.contextmanager

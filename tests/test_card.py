@@ -5,7 +5,8 @@ import re
 import pytest
 
 from harness.report import build_report
-from harness.report.card import card_blocks, md_escape, missing_label_counts, render_card_markdown, write_card
+from harness.escaping import escape_markdown as md_escape
+from harness.report.card import card_blocks, missing_label_counts, render_card_markdown, write_card
 from harness.report.data import load_run
 from harness.report.format import pct as _pct
 from tests.test_html import EVIL_TAG, OPTIONS, noisy_run, replay_run

@@ -54,7 +54,7 @@ def test_csv_defuses_formulas_and_json_has_required_fields(replay_run):
     assert "'accent==cmd|' /C calc'!A0" not in slices  # the label starts "accent=", not "="
     formula_tag = next(label for label in slices if "calc" in label)
     assert not formula_tag.startswith(("=", "+", "-", "@"))
-    from harness.report.render import csv_safe
+    from harness.escaping import escape_csv as csv_safe
 
     assert csv_safe("=SUM(A1)") == "'=SUM(A1)" and csv_safe("-1") == "'-1" and csv_safe("plain") == "plain"
     data = json.loads((replay_run / "report.json").read_text())

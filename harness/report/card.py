@@ -12,6 +12,7 @@ import pandas as pd
 from harness import stats
 from harness.report.build import CONDITION_DIMENSIONS, select_condition
 from harness.report.data import load_run
+from harness.escaping import escape_markdown
 from harness.report.html import e, forest_svg, page, provenance_items
 from harness.report import format as fmt
 from harness.report.format import DASH
@@ -243,32 +244,23 @@ def _limitations_section(report, data, frame: pd.DataFrame) -> list[Block]:
     return [("h2", "Limitations"), ("ul", items)]
 
 
-def md_escape(text: Any) -> str:
-    """Plain text for a Markdown table cell or line: no tables broken, no HTML, no links or emphasis."""
-    text = "" if text is None else str(text)
-    text = text.replace("\\", "\\\\").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    for char in "|`*_[]":
-        text = text.replace(char, "\\" + char)
-    return " ".join(text.split())
-
-
 def render_card_markdown(blocks: list[Block]) -> str:
     lines: list[str] = []
     for kind, content in blocks:
         if kind == "h1":
-            lines += [f"# {md_escape(content)}", ""]
+            lines += [f"# {escape_markdown(content)}", ""]
         elif kind == "h2":
-            lines += [f"## {md_escape(content)}", ""]
+            lines += [f"## {escape_markdown(content)}", ""]
         elif kind == "h3":
-            lines += [f"### {md_escape(content)}", ""]
+            lines += [f"### {escape_markdown(content)}", ""]
         elif kind == "p":
-            lines += [md_escape(content), ""]
+            lines += [escape_markdown(content), ""]
         elif kind == "ul":
-            lines += [f"- {md_escape(item)}" for item in content] + [""]
+            lines += [f"- {escape_markdown(item)}" for item in content] + [""]
         elif kind == "table":
-            lines.append("| " + " | ".join(md_escape(h) for h in content.headers) + " |")
+            lines.append("| " + " | ".join(escape_markdown(h) for h in content.headers) + " |")
             lines.append("|" + "|".join("---" if i < content.left else "---:" for i in range(len(content.headers))) + "|")
-            lines += ["| " + " | ".join(md_escape(cell) for cell in row) + " |" for row in content.rows]
+            lines += ["| " + " | ".join(escape_markdown(cell) for cell in row) + " |" for row in content.rows]
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -302,4 +294,4 @@ def render_card_html(blocks: list[Block]) -> str:
     return page(title, "\n".join(parts))
 
 
-__all__ = ["write_card", "card_blocks", "render_card_markdown", "render_card_html", "missing_label_counts", "suppression_reason", "md_escape", "DEFAULT_LABELS_SOURCE"]
+__all__ = ["write_card", "card_blocks", "render_card_markdown", "render_card_html", "missing_label_counts", "suppression_reason", "DEFAULT_LABELS_SOURCE"]

@@ -24,7 +24,8 @@ from harness.report.data import RunData, check_dimensions, load_run
 from harness.report.discovery import _clean, _none
 from harness.report.format import DASH
 from harness.report.format import pct as _pct
-from harness.report.render import _md_escape, write_json
+from harness.escaping import escape_markdown, escape_terminal
+from harness.report.render import write_json
 from harness.report.slices import METRICS, NOT_GIVEN, UNKNOWN_METRIC, Metric
 
 __all__ = [
@@ -365,15 +366,15 @@ def _footnote(comparison: Comparison) -> str:
 
 def render_comparison_markdown(comparison: Comparison) -> str:
     lines = ["# Run comparison", ""]
-    lines += [f"- {_md_escape(line)}" for line in _header(comparison)]
+    lines += [f"- {escape_markdown(line)}" for line in _header(comparison)]
     cols = columns(comparison)
     lines += ["", "| " + " | ".join(h for _, h in cols) + " |", "|" + "|".join("---" if k in ("slice", "flag") else "---:" for k, _ in cols) + "|"]
     for row in display_rows(comparison):
-        lines.append("| " + " | ".join(_md_escape(row[k]) for k, _ in cols) + " |")
-    lines += ["", _md_escape(_footnote(comparison))]
+        lines.append("| " + " | ".join(escape_markdown(row[k]) for k, _ in cols) + " |")
+    lines += ["", escape_markdown(_footnote(comparison))]
     if comparison.gaps:
         lines += ["", "## Gap between the worst and the best slice", ""]
-        lines += [f"- {_md_escape(line)}" for line in gap_lines(comparison)]
+        lines += [f"- {escape_markdown(line)}" for line in gap_lines(comparison)]
     return "\n".join(lines) + "\n"
 
 
@@ -383,17 +384,17 @@ TERMINAL_COLUMNS = ("slice", "n_speakers", "ref_words", "rate_a", "rate_b", "del
 
 def print_comparison(comparison: Comparison, console: Console) -> None:
     for line in _header(comparison):
-        console.print(line, highlight=False)
+        console.print(escape_terminal(line))
     cols = tuple(c for c in columns(comparison) if c[0] in TERMINAL_COLUMNS)
     table = Table(title=f"{comparison.options.rate.label} of B against A, paired by utterance", title_justify="left")
     for key, header in cols:
         table.add_column(header, justify="left" if key in ("slice", "flag") else "right", no_wrap=True)
     for row in display_rows(comparison):
-        table.add_row(*(row[k] for k, _ in cols), style="dim" if row["flag"] else None)
+        table.add_row(*(escape_terminal(row[k]) for k, _ in cols), style="dim" if row["flag"] else None)
     console.print(table)
     console.print(_footnote(comparison), highlight=False)
     for line in gap_lines(comparison):
-        console.print(line, highlight=False)
+        console.print(escape_terminal(line))
 
 
 def write_comparison(comparison: Comparison, out_dir: str | Path) -> list[Path]:

@@ -26,7 +26,8 @@ from harness.report.build import ReportOptions, run_summary, select_condition
 from harness.report.data import RESERVED, RunData, load_run
 from harness.report import format as fmt
 from harness.report.format import DASH
-from harness.report.render import _md_escape, write_json
+from harness.escaping import escape_markdown, escape_terminal
+from harness.report.render import write_json
 from harness.report.slices import METRICS, NOT_GIVEN, UNKNOWN_METRIC, Metric
 
 __all__ = [
@@ -544,16 +545,16 @@ def _footnote(result: DiscoveryResult) -> str:
 
 def render_discovery_markdown(result: DiscoveryResult) -> str:
     title = result.run_dir.name if result.run_dir is not None else "results"
-    lines = [f"# Worst slices: {title}", ""]
+    lines = [f"# Worst slices: {escape_markdown(title)}", ""]
     if result.run is not None:
         run = result.run
         lines += [
-            f"- Backend: `{(run.get('backend') or {}).get('name')}` {_md_escape(json.dumps((run.get('backend') or {}).get('options') or {}))}",
-            f"- Normaliser: `{(run.get('normalizer') or {}).get('name')}`",
+            f"- Backend: {escape_markdown((run.get('backend') or {}).get('name'))} {escape_markdown(json.dumps((run.get('backend') or {}).get('options') or {}, ensure_ascii=False))}",
+            f"- Normaliser: {escape_markdown((run.get('normalizer') or {}).get('name'))}",
         ]
     if result.condition:
-        lines.append(f"- Condition: `{result.condition}`")
-    lines += ["", _md_escape(_summary(result)), ""]
+        lines.append(f"- Condition: {escape_markdown(result.condition)}")
+    lines += ["", escape_markdown(_summary(result)), ""]
     shown = result.discoveries
     if not shown:
         lines += [f"No slice is significantly worse than overall. The {N_WORST_SHOWN} with the most excess errors, for reference (not significant):", ""]
@@ -562,8 +563,8 @@ def render_discovery_markdown(result: DiscoveryResult) -> str:
     lines += ["| " + " | ".join(h for _, h in cols) + " |", "|" + "|".join("---" if k == "slice" else "---:" for k, _ in cols) + "|"]
     for finding in shown:
         row = _display(finding)
-        lines.append("| " + " | ".join(_md_escape(row[k]) for k, _ in cols) + " |")
-    lines += ["", _md_escape(_footnote(result))]
+        lines.append("| " + " | ".join(escape_markdown(row[k]) for k, _ in cols) + " |")
+    lines += ["", escape_markdown(_footnote(result))]
     return "\n".join(lines) + "\n"
 
 
@@ -579,8 +580,8 @@ def print_discovery(result: DiscoveryResult, console: Console) -> None:
         table.add_column(headers[key], justify="left" if key == "slice" else "right", no_wrap=key != "slice", min_width=24 if key == "slice" else None)
     for finding in shown:
         row = _display(finding)
-        table.add_row(*(row[k] for k in TERMINAL_COLUMNS), style=None if finding.significant else "dim")
-    console.print(_summary(result), highlight=False)
+        table.add_row(*(escape_terminal(row[k]) for k in TERMINAL_COLUMNS), style=None if finding.significant else "dim")
+    console.print(escape_terminal(_summary(result)))
     console.print(table)
     console.print(_footnote(result), highlight=False)
 

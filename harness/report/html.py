@@ -10,12 +10,12 @@ import json
 import math
 import re
 import tempfile
-from html import escape
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from harness.escaping import escape_html
 from harness.report import format as fmt
 from harness.report.render import (
     _footnote, condition_columns, condition_rows, disparity_lines, display_rows, significant_tests, table_columns, warning_lines,
@@ -82,9 +82,7 @@ summary { cursor: pointer; }
 """
 
 
-def e(value: Any) -> str:
-    """Escape anything for HTML text or a quoted attribute."""
-    return escape("" if value is None else str(value), quote=True)
+e = escape_html  # short name: it wraps every value on every line below
 
 
 def render_html(report, *, worst_per_slice: int = WORST_PER_SLICE) -> str:

@@ -11,12 +11,11 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.errors import ConfigError
+from harness.escaping import escape_csv, escape_markdown, escape_terminal
 from harness.report import format as fmt
 
 DASH = fmt.DASH
 FORMATS = ("md", "csv", "json", "html")
-# Spreadsheet apps run cells starting with these as formulas; transcripts and tags are untrusted.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def table_columns(report) -> tuple[tuple[str, str], ...]:
@@ -100,31 +99,31 @@ def print_report(report, console: Console) -> None:
     title = f"{m.label} by slice — {report.run.get('backend', {}).get('name')}, normaliser {report.run.get('normalizer', {}).get('name')}"
     if report.condition:
         title += f", condition {report.condition}"
-    table = Table(title=title, title_justify="left")
+    table = Table(title=escape_terminal(title), title_justify="left")
     headers = dict(table_columns(report))
     for key in TERMINAL_COLUMNS:
         table.add_column(headers[key], justify="left" if key in ("slice", "flag") else "right", no_wrap=True)
     for row in display_rows(report):
-        table.add_row(*(row[key] for key in TERMINAL_COLUMNS), style="dim" if row["flag"] else None)
+        table.add_row(*(escape_terminal(row[key]) for key in TERMINAL_COLUMNS), style="dim" if row["flag"] else None)
     console.print(table)
     console.print(_footnote(report), highlight=False)
     for line in warning_lines(report):
-        console.print(line, highlight=False, style="yellow")
+        console.print(escape_terminal(line, style="yellow"))
     if report.conditions is not None:
         conditions = Table(title="Degradation from clean, paired by utterance", title_justify="left")
         condition_headers = dict(condition_columns(report))
         for key in TERMINAL_CONDITION_COLUMNS:
             conditions.add_column(condition_headers[key], justify="left" if key in ("slice", "condition", "flag") else "right", no_wrap=True)
         for row in condition_rows(report):
-            conditions.add_row(*(row[key] for key in TERMINAL_CONDITION_COLUMNS), style="dim" if row["flag"] else None)
+            conditions.add_row(*(escape_terminal(row[key]) for key in TERMINAL_CONDITION_COLUMNS), style="dim" if row["flag"] else None)
         console.print(conditions)
         tested = len(report.conditions.tests)
         findings = significant_tests(report)
         console.print(f"Differential degradation: {len(findings)} of {tested} slice pairs differ significantly (Holm, within each dimension and condition).", highlight=False)
         for line in findings:
-            console.print(f"  - {line}", highlight=False)
+            console.print(escape_terminal(f"  - {line}"))
     for line in disparity_lines(report):
-        console.print(line, highlight=False)
+        console.print(escape_terminal(line))
 
 
 def condition_rows(report) -> list[dict[str, str]]:
@@ -189,38 +188,36 @@ def _footnote(report) -> str:
 
 def render_markdown(report, out_dir: Path | None = None) -> str:
     m = report.options.rate
-    lines = [f"# {m.label} report: {_md_escape(report.run_dir.name)}", ""]
+    md = escape_markdown
+    lines = [f"# {m.label} report: {md(report.run_dir.name)}", ""]
     run = report.run
+    manifest, backend = run.get("manifest") or {}, run.get("backend") or {}
     lines += [
-        f"- Manifest: `{(run.get('manifest') or {}).get('path')}` (sha256 `{((run.get('manifest') or {}).get('sha256') or '')[:16]}…`)",
-        f"- Backend: `{(run.get('backend') or {}).get('name')}` {json.dumps((run.get('backend') or {}).get('options') or {})}",
-        f"- Normaliser: `{(run.get('normalizer') or {}).get('name')}`; seed {run.get('seed')}; git {((run.get('git') or {}).get('commit') or 'unknown')[:12]}",
+        f"- Manifest: {md(manifest.get('path'))} (sha256 {md((manifest.get('sha256') or '')[:16])}…)",
+        f"- Backend: {md(backend.get('name'))} {md(json.dumps(backend.get('options') or {}, ensure_ascii=False))}",
+        f"- Normaliser: {md((run.get('normalizer') or {}).get('name'))}; seed {md(run.get('seed'))}; git {md(((run.get('git') or {}).get('commit') or 'unknown')[:12])}",
     ]
     if report.condition:
-        lines.append(f"- Condition: `{report.condition}`")
+        lines.append(f"- Condition: {md(report.condition)}")
     columns = table_columns(report)
     lines += ["", "| " + " | ".join(h for _, h in columns) + " |", "|" + "|".join("---" if k in ("slice", "flag") else "---:" for k, _ in columns) + "|"]
     for row in display_rows(report):
-        lines.append("| " + " | ".join(_md_escape(row[key]) for key, _ in columns) + " |")
-    lines += ["", _md_escape(_footnote(report)), ""]
-    lines += [f"- {_md_escape(line)}" for line in warning_lines(report)]
-    lines += [f"- {_md_escape(line)}" for line in disparity_lines(report)]
+        lines.append("| " + " | ".join(escape_markdown(row[key]) for key, _ in columns) + " |")
+    lines += ["", escape_markdown(_footnote(report)), ""]
+    lines += [f"- {escape_markdown(line)}" for line in warning_lines(report)]
+    lines += [f"- {escape_markdown(line)}" for line in disparity_lines(report)]
     if report.conditions is not None:
         columns = condition_columns(report)
         lines += ["", "## Under each condition", "", f"Paired by utterance: each slice's {m.label} clean and under the condition, and the change, with {report.options.label} intervals clustered by speaker; p: sign-flip test over speakers.", ""]
         lines += ["| " + " | ".join(h for _, h in columns) + " |", "|" + "|".join("---" if k in ("slice", "condition", "flag") else "---:" for k, _ in columns) + "|"]
         for row in condition_rows(report):
-            lines.append("| " + " | ".join(_md_escape(row[key]) for key, _ in columns) + " |")
+            lines.append("| " + " | ".join(escape_markdown(row[key]) for key, _ in columns) + " |")
         findings = significant_tests(report)
         lines += ["", f"**Differential degradation**: {len(findings)} of {len(report.conditions.tests)} slice pairs differ significantly (Welch t test over speakers, Holm-adjusted within each dimension and condition)."]
-        lines += [f"- {_md_escape(line)}" for line in findings]
+        lines += [f"- {escape_markdown(line)}" for line in findings]
         if ((out_dir or report.run_dir) / "robustness.svg").exists():
             lines += ["", f"![{m.label} against SNR by slice](robustness.svg)"]
     return "\n".join(lines) + "\n"
-
-
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def csv_fields(report) -> tuple[str, ...]:
@@ -233,13 +230,6 @@ def csv_fields(report) -> tuple[str, ...]:
     )
 
 
-def csv_safe(value: Any) -> Any:
-    """Defuse spreadsheet formulas in untrusted text by prefixing a quote."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
-
-
 def write_csv(report, path: Path) -> None:
     with path.open("w", encoding="utf-8", newline="") as handle:
         fields = csv_fields(report)
@@ -247,7 +237,7 @@ def write_csv(report, path: Path) -> None:
         writer.writeheader()
         for row in [{**report.table.overall, "by": {}, "dimension": "overall"}, *report.table.slices]:
             label = "overall" if not row["by"] else ";".join(f"{k}={v}" for k, v in row["by"].items())
-            writer.writerow({name: csv_safe(label if name == "slice" else row.get(name)) for name in fields})
+            writer.writerow({name: escape_csv(label if name == "slice" else row.get(name)) for name in fields})
 
 
 def write_json(path: Path, data: Any) -> None:
