@@ -24,7 +24,8 @@ class Problem:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
         field = f" field {self.field!r}" if self.field else ""
         value = "" if self.value is None else f" (value: {_short(self.value)})"
-        return f"{where}:{field}{value}: {self.message}. {self.fix}"
+        located = f"{where}:{field}{value}" if field or value else where
+        return f"{located}: {self.message}. {self.fix}"
 
 
 def _short(value: object, limit: int = 80) -> str:

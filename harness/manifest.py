@@ -3,9 +3,8 @@ Hugging Face dataset, mapping columns, and validating everything in one pass."""
 
 from __future__ import annotations
 
-import csv
+import difflib
 import hashlib
-import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,11 +13,20 @@ from types import MappingProxyType
 from typing import Any
 
 from harness.errors import ManifestError, Problem
+from harness.records import DEFAULT_ENCODING, JSON_SUFFIXES, Record, RecordsError, read_delimited_records, read_json_records
 
 # Keys that describe the utterance itself rather than a slice it belongs to.
 NEMO_AUDIO_KEY = "audio_filepath"
-NON_TAG_KEYS = frozenset({"duration", "offset", "duration_s", "tags", "pred_text", "audio_filepath", "lang"})
+NON_TAG_KEYS = frozenset({"duration", "offset", "duration_s", "offset_s", "tags", "pred_text", "audio_filepath", "lang"})
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
+PARQUET_SUFFIXES = (".parquet", ".pq")
+HF_PREFIX = "hf://"
+# Files that mark a folder written by datasets' save_to_disk (a Dataset or a DatasetDict).
+SAVED_DATASET_MARKERS = ("dataset_dict.json", "dataset_info.json", "state.json")
+FORMATS_HELP = (
+    "Give a .jsonl/.json/.ndjson file (JSON lines or a JSON array), a .csv/.tsv/.tab table, a .parquet/.pq file, "
+    "a folder written by datasets' save_to_disk, or hf://owner/name for a Hugging Face Hub dataset"
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,7 +55,8 @@ class Utterance:
     audio_bytes: bytes | None = field(default=None, repr=False)
     speaker: str | None = None
     tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    duration_s: float | None = None
+    offset_s: float | None = None  # start of the utterance in its audio file (NeMo `offset`); None: the start
+    duration_s: float | None = None  # length to decode from offset_s (NeMo `duration`); None: to the end
     source_line: int | None = None
 
     @property
@@ -81,42 +90,87 @@ class Manifest:
         return {u.id: u for u in self.utterances}
 
     @classmethod
-    def from_file(cls, path: str | Path, *, columns: ColumnMap = ColumnMap(), require_audio: bool = True) -> Manifest:
-        return load_manifest(path, columns=columns, require_audio=require_audio)
+    def from_file(cls, path: str | Path, *, columns: ColumnMap = ColumnMap(), require_audio: bool = True, encoding: str = DEFAULT_ENCODING) -> Manifest:
+        return load_manifest(path, columns=columns, require_audio=require_audio, encoding=encoding)
 
 
-def load_manifest(path: str | Path, *, columns: ColumnMap = ColumnMap(), require_audio: bool = True, split: str | None = None) -> Manifest:
+def load_manifest(path: str | Path, *, columns: ColumnMap = ColumnMap(), require_audio: bool = True, split: str | None = None,
+                  encoding: str = DEFAULT_ENCODING) -> Manifest:
     """Load and validate a manifest. Every problem is collected into one ManifestError.
 
     `require_audio=False` (the replay backend) accepts utterances without audio and does not
-    check that audio files exist.
+    check that audio files exist. `encoding` applies to JSON and delimited text (UTF-8 by default;
+    a UTF-8 byte-order mark is always accepted). A Hugging Face Hub dataset is looked up only when
+    named explicitly as hf://owner/name, so a mistyped path is "not found", never a network request.
     """
     source = str(path)
-    path = Path(path)
-    looks_like_hub_id = not path.exists() and path.suffix == "" and source.count("/") == 1 and not source.startswith((".", "/", "~"))
-    if path.is_dir() or looks_like_hub_id:
-        records, fmt, sha256 = _read_hf_dataset(source, split=split)
-        base = path if path.is_dir() else Path.cwd()
-    elif not path.exists():
-        raise ManifestError([Problem(file=source, line=None, field=None, value=None, message="manifest file not found", fix="Check the path; formats accepted are .jsonl, .json, .csv, .tsv, .parquet or a Hugging Face dataset directory")])
-    else:
-        sha256 = _sha256_file(path)
-        suffix = path.suffix.lower()
-        if suffix in (".jsonl", ".json", ".ndjson"):
-            records, fmt = _read_jsonl(path), "jsonl"
-        elif suffix in TABLE_SUFFIXES:
-            records, fmt = _read_delimited(path, TABLE_SUFFIXES[suffix]), suffix.lstrip(".")
-        elif suffix in (".parquet", ".pq"):
-            records, fmt = _read_parquet(path), "parquet"
+    try:
+        if source.startswith(HF_PREFIX):
+            records, fmt, sha256 = _read_hf_dataset(source, source[len(HF_PREFIX):], split=split, from_disk=False)
+            base = Path.cwd()
         else:
-            raise ManifestError([Problem(file=source, line=None, field=None, value=path.suffix, message="unknown manifest format", fix="Use .jsonl, .csv, .tsv or .parquet, or point at a Hugging Face dataset directory")])
-        base = path.parent
+            path = Path(path).expanduser()
+            if path.is_dir():
+                records, fmt, sha256 = _read_hf_dataset(source, str(path), split=split, from_disk=True)
+                base = path
+            elif not path.exists():
+                raise ManifestError([_not_found(source, path)])
+            else:
+                sha256 = _sha256_file(path)
+                suffix = path.suffix.lower()
+                if suffix in JSON_SUFFIXES:
+                    records, fmt = read_json_records(path, encoding=encoding), "jsonl"
+                elif suffix in TABLE_SUFFIXES:
+                    table = read_delimited_records(path, delimiter=TABLE_SUFFIXES[suffix], encoding=encoding)
+                    _check_table_header(source, table.header, columns)
+                    records, fmt = table.records, suffix.lstrip(".")
+                elif suffix in PARQUET_SUFFIXES:
+                    records, fmt = _read_parquet(path), "parquet"
+                else:
+                    raise ManifestError([Problem(file=source, line=None, field=None, value=path.suffix or path.name, message="unknown manifest format", fix=FORMATS_HELP)])
+                base = path.parent
+    except RecordsError as error:
+        raise ManifestError([error.problem]) from None
+    if not records:
+        raise ManifestError([Problem(file=source, line=None, field=None, value=None, message="the manifest holds no utterances",
+                                     fix="Add one utterance per line (JSONL) or per row (CSV, TSV, Parquet); a run of nothing would report nothing")])
     # JSON says what it means by type, so a number where a tag belongs is a mistake to report;
     # typed tables (Parquet, datasets) legitimately store integer tags such as age.
     utterances, problems = _build_utterances(records, source=source, base=base, columns=columns, require_audio=require_audio, integer_tags_ok=fmt != "jsonl")
     if problems:
         raise ManifestError(problems)
     return Manifest(source=source, sha256=sha256, format=fmt, utterances=tuple(utterances))
+
+
+def _not_found(source: str, path: Path) -> Problem:
+    """'not found', with the nearest names in the folder, or the hf:// spelling for what looks like a Hub id."""
+    folder = path.parent
+    hints = []
+    if folder.is_dir():
+        close = difflib.get_close_matches(path.name, [p.name for p in folder.iterdir()], n=3, cutoff=0.6)
+        if close:
+            hints.append(f"Did you mean {', '.join(repr(str(folder / name)) for name in close)}?")
+    elif str(folder) not in ("", "."):
+        hints.append(f"The folder {str(folder)!r} does not exist either.")
+    if path.suffix == "" and source.count("/") == 1 and not source.startswith((".", "/", "~")):
+        hints.append(f"For a Hugging Face Hub dataset, write {HF_PREFIX}{source}.")
+    return Problem(file=source, line=None, field=None, value=None, message="manifest file not found",
+                   fix=" ".join(["Check the path (relative paths start from the current folder).", *hints]))
+
+
+def _check_table_header(source: str, header: list[str], columns: ColumnMap) -> None:
+    """One problem for a column missing from the header, instead of the same problem on every row."""
+    problems = []
+    present = set(header)
+    shown = ", ".join(repr(name) for name in header[:20]) + (" ..." if len(header) > 20 else "")
+    if columns.text not in present:
+        problems.append(Problem(file=source, line=1, field=columns.text, value=None, message=f"no {columns.text!r} column in the header (columns: {shown})",
+                                fix="Name the reference transcript's column with --text-column"))
+    if columns.id not in present and columns.audio not in present and NEMO_AUDIO_KEY not in present:
+        problems.append(Problem(file=source, line=1, field=columns.id, value=None, message=f"no {columns.id!r} column in the header (columns: {shown})",
+                                fix="Name the utterance id's column with --id-column"))
+    if problems:
+        raise ManifestError(problems)
 
 
 def validate_manifest(path: str | Path, *, columns: ColumnMap = ColumnMap(), require_audio: bool = True) -> list[Problem]:
@@ -128,12 +182,7 @@ def validate_manifest(path: str | Path, *, columns: ColumnMap = ColumnMap(), req
     return []
 
 
-# A raw record is (line number or row index, mapping of field -> value) or an unparsable line.
-@dataclass(frozen=True)
-class _Record:
-    line: int
-    fields: Mapping[str, Any] | None
-    parse_error: str | None = None
+_Record = Record  # rows as read, before validation
 
 
 def _sha256_file(path: Path) -> str:
@@ -144,31 +193,6 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _read_jsonl(path: Path) -> list[_Record]:
-    records = []
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                records.append(_Record(line_number, None, f"not valid JSON ({exc.msg} at column {exc.colno})"))
-                continue
-            if not isinstance(value, dict):
-                records.append(_Record(line_number, None, f"expected a JSON object, got {type(value).__name__}"))
-                continue
-            records.append(_Record(line_number, value))
-    return records
-
-
-def _read_delimited(path: Path, delimiter: str) -> list[_Record]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE)
-        # Line numbers count the header as line 1, matching what an editor shows.
-        return [_Record(reader.line_num, dict(row)) for row in reader]
-
-
 def _read_parquet(path: Path) -> list[_Record]:
     import pyarrow.parquet as pq
 
@@ -177,20 +201,22 @@ def _read_parquet(path: Path) -> list[_Record]:
     return [_Record(index, row) for index, row in enumerate(table.to_pylist(), start=1)]
 
 
-def _read_hf_dataset(source: str, *, split: str | None) -> tuple[list[_Record], str, str]:
+def _read_hf_dataset(source: str, target: str, *, split: str | None, from_disk: bool) -> tuple[list[_Record], str, str]:
+    """A folder written by save_to_disk (from_disk) or, only when asked for with hf://, a Hub dataset."""
+    if from_disk:
+        folder = Path(target)
+        if not any((folder / name).exists() for name in SAVED_DATASET_MARKERS):
+            raise ManifestError([_not_a_dataset(source, folder)])
     try:
         import datasets
     except ImportError as exc:
         raise ManifestError([Problem(file=source, line=None, field=None, value=None, message="reading a Hugging Face dataset needs the `datasets` package", fix="Install it with `pip install 'asrfair[hf]'`")]) from exc
-    path = Path(source)
     try:
-        saved_to_disk = path.is_dir() and any((path / name).exists() for name in ("dataset_dict.json", "dataset_info.json", "state.json"))
-        if saved_to_disk:
-            dataset = datasets.load_from_disk(source)
-        else:
-            dataset = datasets.load_dataset(source, split=split)
+        dataset = datasets.load_from_disk(target) if from_disk else datasets.load_dataset(target, split=split)
     except Exception as exc:  # datasets raises many unrelated types for "not found"
-        raise ManifestError([Problem(file=source, line=None, field=None, value=None, message=f"cannot open Hugging Face dataset ({type(exc).__name__}: {exc})", fix="Give a local dataset directory (saved with save_to_disk) or a hub id reachable from this machine")]) from exc
+        fix = ("The folder looks like a save_to_disk dataset but cannot be read: save it again with save_to_disk" if from_disk
+               else f"Check the Hub id (owner/name) and that this machine can reach the Hub or has the dataset in its cache; a local folder needs no {HF_PREFIX}")
+        raise ManifestError([Problem(file=source, line=None, field=None, value=None, message=f"cannot open Hugging Face dataset ({type(exc).__name__}: {exc})", fix=fix)]) from exc
     if isinstance(dataset, datasets.DatasetDict):
         chosen = split or ("test" if "test" in dataset else next(iter(dataset)))
         dataset = dataset[chosen]
@@ -200,6 +226,19 @@ def _read_hf_dataset(source: str, *, split: str | None) -> tuple[list[_Record], 
             dataset = dataset.cast_column(name, datasets.Audio(decode=False))
     records = [_Record(index, row) for index, row in enumerate(dataset, start=1)]
     return records, "huggingface", dataset._fingerprint
+
+
+def _not_a_dataset(source: str, folder: Path) -> Problem:
+    """A folder that save_to_disk did not write: name the manifests inside it, which is usually what was meant."""
+    suffixes = (*JSON_SUFFIXES, *TABLE_SUFFIXES, *PARQUET_SUFFIXES)
+    manifests = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+    if manifests:
+        hint = f"Give the manifest file itself, e.g. {', '.join(repr(str(p)) for p in manifests[:3])}"
+    else:
+        hint = f"Give a manifest file. {FORMATS_HELP}"
+    return Problem(file=source, line=None, field=None, value=None,
+                   message=f"is a folder but not a Hugging Face dataset saved with save_to_disk (it has none of {', '.join(SAVED_DATASET_MARKERS)})",
+                   fix=hint)
 
 
 def _build_utterances(records: Sequence[_Record], *, source: str, base: Path, columns: ColumnMap, require_audio: bool, integer_tags_ok: bool) -> tuple[list[Utterance], list[Problem]]:
@@ -212,7 +251,7 @@ def _build_utterances(records: Sequence[_Record], *, source: str, base: Path, co
 
     for record in records:
         if record.fields is None:
-            problem(record.line, None, None, f"unparsable line: {record.parse_error}", "Fix the line so it is one JSON object, or delete it")
+            problem(record.line, None, record.raw, record.parse_error or "unreadable line", record.fix or "Fix the line, or delete it")
             continue
         fields = dict(record.fields)
         audio_key = columns.audio if columns.audio in fields or NEMO_AUDIO_KEY not in fields else NEMO_AUDIO_KEY
@@ -273,12 +312,40 @@ def _build_utterances(records: Sequence[_Record], *, source: str, base: Path, co
                 problem(record.line, field_name, value, message, fix)
             continue
 
-        duration = fields.get("duration", fields.get("duration_s"))
-        duration_s = float(duration) if isinstance(duration, (int, float)) and not isinstance(duration, bool) else None
+        segment = _segment(fields)
+        if isinstance(segment, tuple) and len(segment) == 4:
+            problem(record.line, *segment)
+            continue
+        offset_s, duration_s = segment
         utterances.append(
-            Utterance(id=utterance_id, text=text, audio=audio_path, audio_bytes=audio_bytes, speaker=speaker, tags=MappingProxyType(tags), duration_s=duration_s, source_line=record.line)
+            Utterance(id=utterance_id, text=text, audio=audio_path, audio_bytes=audio_bytes, speaker=speaker, tags=MappingProxyType(tags),
+                      offset_s=offset_s, duration_s=duration_s, source_line=record.line)
         )
     return utterances, problems
+
+
+def _segment(fields: Mapping[str, Any]) -> tuple[float | None, float | None] | tuple[str, object, str, str]:
+    """(offset_s, duration_s) of the part of the audio file this utterance is, as NeMo's `offset` and
+    `duration` give it; or (field, value, message, fix) when one is unusable."""
+    values: dict[str, float | None] = {}
+    for name, keys in (("offset", ("offset", "offset_s")), ("duration", ("duration", "duration_s"))):
+        key = next((k for k in keys if k in fields), keys[0])
+        raw = fields.get(key)
+        if raw is None or (isinstance(raw, str) and not raw.strip()) or (isinstance(raw, float) and math.isnan(raw)):
+            values[name] = None
+            continue
+        try:
+            number = float(raw) if not isinstance(raw, bool) else math.nan
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number):
+            return key, raw, f"{name} must be a number of seconds", f"Write it as a number, e.g. \"{key}\": 1.5, or leave it out"
+        if name == "offset" and number < 0:
+            return key, raw, "offset must not be negative", "Give the start of the utterance in seconds from the start of the file"
+        if name == "duration" and number <= 0:
+            return key, raw, "duration must be positive", "Give the length of the utterance in seconds, or leave it out to decode to the end of the file"
+        values[name] = number
+    return values["offset"], values["duration"]
 
 
 def _resolve(base: Path, raw: str) -> Path:

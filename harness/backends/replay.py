@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -12,6 +10,7 @@ from typing import Any
 
 from harness.backends.base import TranscriptionRequest
 from harness.errors import BackendError
+from harness.records import DEFAULT_ENCODING, JSON_SUFFIXES, read_delimited_records, read_json_records
 
 MATCH_MODES = ("exact", "stem")
 
@@ -42,14 +41,15 @@ class ReplayBackend:
     name = "replay"
     sample_rate_hz = None
 
-    def __init__(self, hypotheses: str, id_column: str = "id", hypothesis_column: str = "hypothesis", match: str = "exact"):
+    def __init__(self, hypotheses: str, id_column: str = "id", hypothesis_column: str = "hypothesis", match: str = "exact", encoding: str = DEFAULT_ENCODING):
         if match not in MATCH_MODES:
             raise BackendError(f"replay: match={match!r} is not one of {', '.join(MATCH_MODES)}. Use match=stem to ignore file extensions in ids.")
         self.path = Path(hypotheses)
         self.id_column = id_column
         self.hypothesis_column = hypothesis_column
         self.match = match
-        self._by_key = {self._key(i): text for i, text in _read_hypotheses(self.path, id_column, hypothesis_column)}
+        self.encoding = encoding
+        self._by_key = {self._key(i): text for i, text in _read_hypotheses(self.path, id_column, hypothesis_column, encoding)}
         self._sha256 = hashlib.sha256(self.path.read_bytes()).hexdigest()
         self.coverage: ReplayCoverage | None = None
 
@@ -86,7 +86,7 @@ class ReplayBackend:
     def describe(self) -> dict[str, Any]:
         record: dict[str, Any] = {
             "hypotheses": str(self.path.resolve()), "hypotheses_sha256": self._sha256,
-            "id_column": self.id_column, "hypothesis_column": self.hypothesis_column, "match": self.match,
+            "id_column": self.id_column, "hypothesis_column": self.hypothesis_column, "match": self.match, "encoding": self.encoding,
         }
         if self.coverage is not None:
             record["coverage"] = {
@@ -97,40 +97,40 @@ class ReplayBackend:
         return record
 
 
-def _read_hypotheses(path: Path, id_column: str, hypothesis_column: str) -> list[tuple[str, str]]:
+def _read_hypotheses(path: Path, id_column: str, hypothesis_column: str, encoding: str = DEFAULT_ENCODING) -> list[tuple[str, str]]:
     if not path.is_file():
         raise BackendError(f"replay: hypotheses file {path} not found. Pass it as --backend-arg hypotheses=PATH.")
     suffix = path.suffix.lower()
-    rows: list[tuple[int, dict[str, Any]]] = []
-    if suffix in (".jsonl", ".json", ".ndjson"):
-        with path.open(encoding="utf-8") as handle:
-            for line_number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append((line_number, json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    raise BackendError(f"{path}:{line_number}: not valid JSON ({exc.msg}). Fix or delete the line.") from exc
+    option = "--backend-arg encoding="
+    if suffix in JSON_SUFFIXES:
+        records = read_json_records(path, encoding=encoding, option=option)
+        header = None
     elif suffix in (".tsv", ".csv", ".tab", ".txt"):
-        delimiter = "," if suffix == ".csv" else "\t"
-        with path.open(encoding="utf-8", newline="") as handle:
-            reader = csv.DictReader(handle, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE)
-            rows = [(reader.line_num, row) for row in reader]
-            header = reader.fieldnames or []
-        for column in (id_column, hypothesis_column):
+        table = read_delimited_records(path, delimiter="," if suffix == ".csv" else "\t", encoding=encoding, option=option)
+        records, header = table.records, table.header
+        for column, option_name in ((id_column, "id_column"), (hypothesis_column, "hypothesis_column")):
             if column not in header:
-                raise BackendError(f"{path}:1: no column {column!r}; the header has {header}. Name the right one with --backend-arg id_column=... / hypothesis_column=....")
+                raise BackendError(f"{path}:1: no column {column!r}; the header has {header} (read as {table.delimiter_name}-separated). "
+                                   f"Name the right one with --backend-arg {option_name}=....")
     else:
-        raise BackendError(f"replay: {path} has unknown format {path.suffix!r}. Use .tsv, .csv or .jsonl.")
+        raise BackendError(f"replay: {path} has unknown format {path.suffix!r}. Use .tsv, .tab, .txt (tab-separated), .csv, or .jsonl/.json/.ndjson (JSON lines or a JSON array).")
     pairs: list[tuple[str, str]] = []
     seen: dict[str, int] = {}
-    for line_number, row in rows:
-        if id_column not in row:
-            raise BackendError(f"{path}:{line_number}: field {id_column!r} missing. Name the id field with --backend-arg id_column=....")
+    for record in records:
+        line_number, row = record.line, record.fields
+        if row is None:
+            raise BackendError(f"{path}:{line_number}: {record.parse_error}. {record.fix or 'Fix or delete the line'}.")
+        for column, option_name in ((id_column, "id_column"), (hypothesis_column, "hypothesis_column")):
+            if column not in row:
+                # A JSON line without the field would replay as "" (every word a deletion) while coverage said it matched.
+                raise BackendError(f"{path}:{line_number}: field {column!r} missing (the line has {sorted(row)}). "
+                                   f"Name the field with --backend-arg {option_name}=..., or add it (an empty string for an empty transcript).")
         utterance_id = str(row[id_column])
         if utterance_id in seen:
             raise BackendError(f"{path}:{line_number}: field {id_column!r} value {utterance_id!r} repeats line {seen[utterance_id]}. Keep one hypothesis per id.")
         seen[utterance_id] = line_number
         text = row.get(hypothesis_column)
+        if text is not None and not isinstance(text, (str, int, float)):
+            raise BackendError(f"{path}:{line_number}: field {hypothesis_column!r} value {text!r} is not text. Write the hypothesis as a string.")
         pairs.append((utterance_id, "" if text is None else str(text)))
     return pairs
