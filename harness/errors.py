@@ -53,3 +53,7 @@ class BackendError(HarnessError):
 
 class ConfigError(HarnessError):
     """A command-line or configuration value is unusable (unknown name, bad number, missing file)."""
+
+
+class OutputError(HarnessError):
+    """A run's files could not be written (full disk, permissions, read-only disk); finished batches are kept."""

@@ -7,8 +7,12 @@ bounded queue of ready batches, so the backend never waits on preparation it cou
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import io
 import json
 import platform
+import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -23,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.audio import load_audio
+from harness.audio import DEFAULT_MAX_DURATION_S, load_audio
 from harness.backends import Backend, TranscriptionRequest, describe_backend
-from harness.errors import AudioError, ConfigError, HarnessError
+from harness.errors import AudioError, ConfigError, HarnessError, OutputError
 from harness.manifest import Manifest, Utterance
 from harness.normalize import get_normalizer, normalizer_version
 from harness.scoring import score_many
@@ -35,6 +39,11 @@ from harness.store import RESULTS_FILE, ResultStore
 RUN_FILE = "run.json"
 EXPORT_FILE = "utterances.parquet"
 CLEAN = "clean"
+DEFAULT_MAX_REFERENCE_WORDS = 20_000
+"""Longest reference scored by default. Alignment costs grow with the product of the two lengths: a 50 MB
+reference took 3.3 GB. A longer one fails its utterance with the reason; raise it with --max-reference-words."""
+# errno values that mean "the disk (or the quota, or the file size limit) is full".
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +71,13 @@ class Condition:
 
 def build_conditions(profiles: Sequence[Any], snrs_db: Sequence[float]) -> list[Condition]:
     """The clean baseline, then every profile at every SNR (profiles with no additive noise once)."""
+    if snrs_db and not any(getattr(p, "uses_snr", False) for p in profiles):
+        named = ", ".join(repr(p.name) for p in profiles)
+        raise ConfigError(
+            f"--snr {','.join(f'{s:g}' for s in snrs_db)} is given, but "
+            + (f"no profile adds noise at an SNR ({named} do not)" if profiles else "no --profile is")
+            + ", so it would be ignored. Add a noise profile, e.g. --profile pink --snr 20,10,0 (see `asrfair noise list`), or drop --snr."
+        )
     conditions = [Condition()]
     for profile in profiles:
         if getattr(profile, "uses_snr", False):
@@ -117,16 +133,23 @@ def run_evaluation(
     backend_options: dict[str, str] | None = None,
     progress: Callable[[int, int], None] | None = None,
     stop_requested: Callable[[], bool] | None = None,
+    max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
+    max_reference_words: int | None = DEFAULT_MAX_REFERENCE_WORDS,
+    on_batch: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> RunSummary:
     """Transcribe and score every (utterance, condition) not yet in `out_dir`, one batch per transaction.
 
     `stop_requested` is polled after each batch; when it returns True the run stops cleanly with every
-    finished batch saved (the CLI sets it on the first Ctrl-C, since a native decoder may swallow it).
+    finished batch saved (the CLI sets it on the first Ctrl-C or SIGTERM, since a native decoder may
+    swallow them). An utterance whose audio is longer than `max_duration_s` or whose reference has more
+    than `max_reference_words` words fails alone with the reason (None: no limit). `on_batch` receives
+    each batch's rows once they are committed (progress lines with a running WER).
     """
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}.")
     normalize = get_normalizer(normalizer)
     out_dir = Path(out_dir)
+    _check_out_dir(out_dir, resume=resume)
     conditions = list(conditions)
     needs_audio = backend.sample_rate_hz is not None
     if not needs_audio and any(c.profile is not None for c in conditions):
@@ -150,6 +173,8 @@ def run_evaluation(
         "conditions": [c.describe() for c in conditions],
     }
     lock = _lock_run_dir(out_dir)
+    done: set[tuple[str, str]] = set()
+    written = 0
     try:
         run_record = _open_run(out_dir, config, resume=resume)
         run_record["backend_details"] = describe_backend(backend)
@@ -162,16 +187,18 @@ def run_evaluation(
             done = store.done_keys()
             work = [_WorkItem(u, c) for u in manifest for c in conditions if (u.id, c.key) not in done]
             n_total = len(manifest) * len(conditions)
-            load = _audio_loader(backend.sample_rate_hz) if needs_audio else None
+            load = _audio_loader(backend.sample_rate_hz, max_duration_s=max_duration_s) if needs_audio else None
             babble_candidates = [u for u in manifest if u.has_audio]
-            written = failed = 0
+            failed = 0
             interrupted = True
             try:
-                for prepared in _prepared_batches(work, batch_size, load, babble_candidates, seed, prep_workers, prefetch_batches):
+                for prepared in _prepared_batches(work, batch_size, load, babble_candidates, seed, prep_workers, prefetch_batches, max_reference_words):
                     rows = _transcribe_and_score(backend, prepared, normalize)
                     store.write_batch(rows)
                     written += len(rows)
                     failed += sum(row["status"] == "failed" for row in rows)
+                    if on_batch is not None:
+                        on_batch(rows)
                     if progress is not None:
                         progress(len(done) + written, n_total)
                     if stop_requested is not None and stop_requested():
@@ -182,23 +209,74 @@ def run_evaluation(
                 session["ended_at"] = _now()
                 session["written"] = written
                 session["interrupted"] = interrupted
-                complete = not interrupted and store.count() == n_total
-                run_record["status"] = "complete" if complete else "interrupted"
-                run_record["backend_details"] = describe_backend(backend)
-                _write_json(out_dir / RUN_FILE, run_record)
-                if complete:
-                    store.to_frame().to_parquet(out_dir / EXPORT_FILE, index=False)
+                try:
+                    complete = not interrupted and store.count() == n_total
+                    run_record["status"] = "complete" if complete else "interrupted"
+                    run_record["backend_details"] = describe_backend(backend)
+                    _write_json(out_dir / RUN_FILE, run_record)
+                    if complete:
+                        store.to_frame().to_parquet(out_dir / EXPORT_FILE, index=False)
+                except (OSError, sqlite3.Error):
+                    # Saving the status can fail for the reason the run failed (a full disk); that reason is
+                    # the one to report, and resume works from results.sqlite whatever run.json says.
+                    if not interrupted:
+                        raise
         return RunSummary(out_dir=out_dir, n_total=n_total, n_done_before=len(done), n_written=written, n_failed=failed, seconds=time.perf_counter() - started, stopped_early=interrupted)
+    except (OSError, sqlite3.Error) as error:
+        raise _output_error(error, out_dir, n_finished=len(done) + written) from error
     finally:
         lock.close()
+
+
+def _check_out_dir(out_dir: Path, *, resume: bool) -> None:
+    """Refuse an --out that cannot hold this run before anything is written into it."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file, not a folder. Give a folder for the run (it is created if missing), e.g. --out reports/my-run.")
+    run_file, results = out_dir / RUN_FILE, out_dir / RESULTS_FILE
+    if resume and not run_file.exists():
+        raise ConfigError(
+            f"--resume: {out_dir} holds no run ({RUN_FILE} not found"
+            + (f"; {results.name} is there without it" if results.exists() else "") + "). "
+            "Point --out at the folder of the run to continue, or drop --resume to start a new run."
+        )
+    if not resume and results.exists() and not run_file.exists():
+        raise ConfigError(f"{out_dir} holds {results.name} but no {RUN_FILE}: results of an unknown run. Choose a new --out folder, or move the folder away.")
+
+
+def _output_error(error: OSError | sqlite3.Error, out_dir: Path, *, n_finished: int) -> HarnessError:
+    """What went wrong writing the run folder, and what to do; finished batches are committed and stay."""
+    path = getattr(error, "filename", None) or (out_dir / RESULTS_FILE if isinstance(error, sqlite3.Error) else out_dir)
+    code = getattr(error, "errno", None)
+    name = getattr(error, "sqlite_errorname", "") or ""
+    resume = f"continue with the same command plus --resume --out {out_dir}"
+    if code in _NO_SPACE or name == "SQLITE_FULL":
+        return OutputError(
+            f"no space left on the device writing {path}. The {n_finished} utterance-conditions finished so far are kept in "
+            f"{out_dir / RESULTS_FILE}; free some space (or move the folder to a larger disk), then {resume}."
+        )
+    if isinstance(error, PermissionError) or code in (errno.EACCES, errno.EPERM) or name in ("SQLITE_READONLY", "SQLITE_CANTOPEN"):
+        return OutputError(f"cannot write to {path} (permission denied). Choose an --out folder you can write to, or fix its permissions.")
+    if code == errno.EROFS:
+        return OutputError(f"cannot write to {path}: the file system is read-only. Choose an --out folder on a writable disk.")
+    if name.startswith("SQLITE_IOERR"):
+        return OutputError(
+            f"the disk failed writing {out_dir / RESULTS_FILE} ({error}; usually a full disk or a failing drive). The {n_finished} "
+            f"utterance-conditions finished before are kept; check the disk, then {resume}."
+        )
+    detail = getattr(error, "strerror", None) or str(error)
+    then = f"then {resume}" if n_finished else "or choose another --out folder"
+    return OutputError(f"cannot write the run to {path} ({detail}). Check the --out folder, {then}.")
 
 
 def _lock_run_dir(out_dir: Path):
     """Hold an exclusive lock on the run directory: two processes resuming one run would race for rows."""
     import fcntl
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(out_dir / ".lock", "w")  # noqa: SIM115 - held open for the whole run, closed in run_evaluation
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(out_dir / ".lock", "w")  # noqa: SIM115 - held open for the whole run, closed in run_evaluation
+    except OSError as error:
+        raise _output_error(error, out_dir, n_finished=0) from error
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -212,7 +290,7 @@ def _open_run(out_dir: Path, config: dict[str, Any], *, resume: bool) -> dict[st
     if run_file.exists():
         if not resume:
             raise ConfigError(f"{out_dir} already holds a run. Add --resume to continue it, or choose a new --out directory.")
-        previous = json.loads(run_file.read_text(encoding="utf-8"))
+        previous = read_run_record(run_file)
         for key, value in config.items():
             if previous.get(key) != value:
                 raise ConfigError(
@@ -223,7 +301,23 @@ def _open_run(out_dir: Path, config: dict[str, Any], *, resume: bool) -> dict[st
     return {"asrfair_version": _version("asrfair"), "created_at": _now(), **config, "environment": _environment(), "status": "running"}
 
 
-def _audio_loader(rate_hz: int) -> Callable[[Utterance], np.ndarray]:
+def read_run_record(run_file: Path) -> dict[str, Any]:
+    """run.json as a dict; a damaged or foreign file is a ConfigError naming it, never a traceback."""
+    try:
+        record = json.loads(run_file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{run_file}:{exc.lineno}: not valid JSON ({exc.msg} at column {exc.colno}): the run record is damaged (truncated?). "
+            "Restore it from a copy, or start the run again in a new --out folder."
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{run_file}: byte {exc.start} is not UTF-8: this is not a run record written by asrfair. Point at a run folder, or restore the file.") from None
+    if not isinstance(record, dict) or "manifest" not in record or "backend" not in record:
+        raise ConfigError(f"{run_file}: not a run record written by asrfair (no 'manifest' and 'backend' fields). Point at a folder written by `asrfair run`, or restore the file.")
+    return record
+
+
+def _audio_loader(rate_hz: int, *, max_duration_s: float | None = DEFAULT_MAX_DURATION_S) -> Callable[[Utterance], np.ndarray]:
     """Decode at the backend's rate, caching recent utterances so each is decoded once per condition sweep."""
     known: dict[str, Utterance] = {}
 
@@ -231,13 +325,12 @@ def _audio_loader(rate_hz: int) -> Callable[[Utterance], np.ndarray]:
     def load_by_id(utterance_id: str) -> np.ndarray:
         utterance = known[utterance_id]
         if utterance.audio_bytes is not None:
-            import io
-
-            samples = load_audio(io.BytesIO(utterance.audio_bytes), rate_hz)
+            source: Path | io.BytesIO = io.BytesIO(utterance.audio_bytes)
         elif utterance.audio is None:
             raise AudioError(f"utterance {utterance.id!r} has no audio. Add an audio path to the manifest.")
         else:
-            samples = load_audio(utterance.audio, rate_hz)
+            source = utterance.audio
+        samples = load_audio(source, rate_hz, offset_s=utterance.offset_s, duration_s=utterance.duration_s, max_duration_s=max_duration_s)
         samples.flags.writeable = False  # shared through the cache: transforms must copy, never edit
         return samples
 
@@ -249,10 +342,11 @@ def _audio_loader(rate_hz: int) -> Callable[[Utterance], np.ndarray]:
     return load
 
 
-def _prepared_batches(work: list[_WorkItem], batch_size: int, load: Callable[[Utterance], np.ndarray] | None, babble_candidates: list[Utterance], seed: int, prep_workers: int, prefetch_batches: int) -> Iterator[list[_Prepared]]:
+def _prepared_batches(work: list[_WorkItem], batch_size: int, load: Callable[[Utterance], np.ndarray] | None, babble_candidates: list[Utterance], seed: int, prep_workers: int, prefetch_batches: int,
+                      max_reference_words: int | None = None) -> Iterator[list[_Prepared]]:
     """Yield prepared batches in order while up to `prefetch_batches` more are prepared in threads."""
     chunks = (work[i : i + batch_size] for i in range(0, len(work), batch_size))
-    prepare = lambda chunk: [_prepare_item(item, load, babble_candidates, seed) for item in chunk]  # noqa: E731
+    prepare = lambda chunk: [_prepare_item(item, load, babble_candidates, seed, max_reference_words) for item in chunk]  # noqa: E731
     with ThreadPoolExecutor(max_workers=max(1, prep_workers), thread_name_prefix="asrfair-prep") as pool:
         pending: deque[Future[list[_Prepared]]] = deque()
         for chunk in chunks:
@@ -263,8 +357,12 @@ def _prepared_batches(work: list[_WorkItem], batch_size: int, load: Callable[[Ut
             yield pending.popleft().result()
 
 
-def _prepare_item(item: _WorkItem, load: Callable[[Utterance], np.ndarray] | None, babble_candidates: list[Utterance], seed: int) -> _Prepared:
+def _prepare_item(item: _WorkItem, load: Callable[[Utterance], np.ndarray] | None, babble_candidates: list[Utterance], seed: int,
+                  max_reference_words: int | None = None) -> _Prepared:
     utterance, condition = item.utterance, item.condition
+    too_long = reference_too_long(utterance.text, max_reference_words)
+    if too_long is not None:
+        return _Prepared(item, error=too_long)
     if load is None:
         return _Prepared(item, TranscriptionRequest(utterance_id=utterance.id, samples=None, sample_rate_hz=None, condition=condition.key))
     rate_hz = load.rate_hz  # type: ignore[attr-defined]
@@ -291,6 +389,17 @@ def _prepare_item(item: _WorkItem, load: Callable[[Utterance], np.ndarray] | Non
     return _Prepared(item, request, audio_duration_s=duration_s, noise=noise)
 
 
+def reference_too_long(text: str, max_words: int | None) -> str | None:
+    """The failure reason when a reference has more than max_words words (counted without splitting a huge text)."""
+    if not max_words or len(text) <= max_words:  # fewer characters than the limit: fewer words too
+        return None
+    n_words = sum(1 for _ in re.finditer(r"\S+", text))
+    if n_words <= max_words:
+        return None
+    return (f"reference has {n_words} words, more than the limit of {max_words} per utterance: aligning it would take memory in proportion "
+            "to its length times the hypothesis's. Split the utterance, or raise --max-reference-words.")
+
+
 def babble_pool_for(utterance_id: str, candidates: Sequence[Utterance], load: Callable[[Utterance], np.ndarray]) -> Callable[[int, np.random.Generator], list[np.ndarray]]:
     """Babble talkers for one utterance: other utterances of the manifest, drawn with the caller's generator."""
     others = [u for u in candidates if u.id != utterance_id]
@@ -304,9 +413,9 @@ def babble_pool_for(utterance_id: str, candidates: Sequence[Utterance], load: Ca
     return pool
 
 
-def audio_loader(rate_hz: int) -> Callable[[Utterance], np.ndarray]:
+def audio_loader(rate_hz: int, *, max_duration_s: float | None = DEFAULT_MAX_DURATION_S) -> Callable[[Utterance], np.ndarray]:
     """The runner's cached decoder at `rate_hz`, for tools that must see exactly what a run fed the backend."""
-    return _audio_loader(rate_hz)
+    return _audio_loader(rate_hz, max_duration_s=max_duration_s)
 
 
 def _transcribe_and_score(backend: Backend, prepared: list[_Prepared], normalize: Callable[[str], str]) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ resumes without losing or duplicating a row; (utterance_id, condition_key) is th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping
@@ -14,7 +15,11 @@ from typing import Any
 
 import pandas as pd
 
+from harness.errors import ConfigError
+
 RESULTS_FILE = "results.sqlite"
+# SQLite's names for "this file is not a database" and "its pages are damaged".
+DAMAGED = ("SQLITE_NOTADB", "SQLITE_CORRUPT")
 
 # (column, SQL type). Tags and noise provenance are JSON text: their keys vary per manifest.
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -52,12 +57,27 @@ class ResultStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._connection = sqlite3.connect(self.path)
-        self._connection.execute("PRAGMA journal_mode=WAL")
-        # FULL makes each committed batch survive power loss as well as a killed process.
-        self._connection.execute("PRAGMA synchronous=FULL")
-        columns = ", ".join(f"{name} {kind}" for name, kind in COLUMNS)
-        self._connection.execute(f"CREATE TABLE IF NOT EXISTS results ({columns}, PRIMARY KEY (utterance_id, condition_key))")
-        self._connection.commit()
+        with self._checked():
+            self._connection.execute("PRAGMA journal_mode=WAL")
+            # FULL makes each committed batch survive power loss as well as a killed process.
+            self._connection.execute("PRAGMA synchronous=FULL")
+            columns = ", ".join(f"{name} {kind}" for name, kind in COLUMNS)
+            self._connection.execute(f"CREATE TABLE IF NOT EXISTS results ({columns}, PRIMARY KEY (utterance_id, condition_key))")
+            self._connection.commit()
+
+    @contextlib.contextmanager
+    def _checked(self):
+        """A damaged or foreign file becomes a ConfigError naming it; other SQLite errors (a full disk) pass through."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorname", None) not in DAMAGED:
+                raise
+            self._connection.close()
+            raise ConfigError(
+                f"{self.path}: not a readable results store ({exc}): the file is damaged or is not an asrfair results.sqlite. "
+                "Restore it from a copy, or start the run again in a new --out folder."
+            ) from None
 
     def close(self) -> None:
         self._connection.close()
@@ -69,10 +89,12 @@ class ResultStore:
         self.close()
 
     def done_keys(self) -> set[tuple[str, str]]:
-        return set(self._connection.execute("SELECT utterance_id, condition_key FROM results"))
+        with self._checked():
+            return set(self._connection.execute("SELECT utterance_id, condition_key FROM results"))
 
     def count(self) -> int:
-        return self._connection.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+        with self._checked():
+            return self._connection.execute("SELECT COUNT(*) FROM results").fetchone()[0]
 
     def write_batch(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Insert rows in one transaction. A key already present is an error, never a silent duplicate."""
@@ -82,7 +104,8 @@ class ResultStore:
             self._connection.executemany(f"INSERT INTO results ({', '.join(COLUMN_NAMES)}) VALUES ({placeholders})", values)
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.read_sql_query(f"SELECT {', '.join(COLUMN_NAMES)} FROM results ORDER BY rowid", self._connection)
+        with self._checked():
+            return pd.read_sql_query(f"SELECT {', '.join(COLUMN_NAMES)} FROM results ORDER BY rowid", self._connection)
 
 
 def _to_sql(value: Any) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import ConfigError
-from harness.runner import EXPORT_FILE, RUN_FILE
+from harness.runner import EXPORT_FILE, RUN_FILE, read_run_record
 from harness.store import COLUMN_NAMES, RESULTS_FILE, ResultStore
 
 # Tag names that would shadow a result column are exposed as "tag.NAME" instead.
@@ -30,9 +30,11 @@ class RunData:
 def load_run(run_dir: str | Path) -> RunData:
     run_dir = Path(run_dir)
     run_file = run_dir / RUN_FILE
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: no such folder. Point at a folder written by `asrfair run` (e.g. reports/<run-id>).")
     if not run_file.exists():
-        raise ConfigError(f"{run_dir}: no {RUN_FILE} here. Point at a directory written by `asrfair run` (e.g. reports/<run-id>).")
-    record = json.loads(run_file.read_text(encoding="utf-8"))
+        raise ConfigError(f"{run_dir}: no {RUN_FILE} here, so this folder holds no run. Point at a folder written by `asrfair run` (e.g. reports/<run-id>).")
+    record = read_run_record(run_file)
     if (run_dir / RESULTS_FILE).exists():
         with ResultStore(run_dir / RESULTS_FILE) as store:
             frame = store.to_frame()
