@@ -17,6 +17,24 @@ from rich.text import Text
 from harness.errors import HarnessError
 from harness.escaping import escape_terminal
 
+def _hide_flag_types() -> None:
+    """Typer 0.2x prints a type after flags that take no value (`--resume <bool>`, `--help <bool>`), which reads
+    as if they wanted one. Show nothing there, as click always did; other options keep their `<int>`, `<path>`."""
+    option = getattr(getattr(typer, "core", None), "TyperOption", None)
+    original = getattr(option, "display_type_rich", None)
+    if original is None or getattr(original, "hides_flag_types", False):
+        return
+
+    def display_type_rich(self, ctx):
+        if getattr(self, "is_flag", False) and not getattr(self, "count", False):
+            return None
+        return original(self, ctx)
+
+    display_type_rich.hides_flag_types = True  # type: ignore[attr-defined]
+    option.display_type_rich = display_type_rich
+
+
+_hide_flag_types()
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Speech-recognition fairness evaluation: WER by slice, with honest uncertainty.")
 noise_app = typer.Typer(no_args_is_help=True, help="Noise profiles: list, add your own recordings, preview.")
 app.add_typer(noise_app, name="noise")
@@ -56,6 +74,7 @@ TextColumn = Annotated[str, typer.Option("--text-column", help="Field holding th
 SpeakerColumn = Annotated[str, typer.Option("--speaker-column", help="Field holding the speaker id.")]
 TagColumns = Annotated[Optional[str], typer.Option("--tag-columns", help="Comma-separated fields to use as tags (default: all other columns).")]
 MissingValue = Annotated[Optional[list[str]], typer.Option("--missing-value", help="Tag value meaning 'not given' (e.g. NA); repeatable.")]
+Encoding = Annotated[str, typer.Option("--encoding", help="Text encoding of a JSON/CSV/TSV manifest, e.g. cp1252 or latin-1 (a UTF-8 byte-order mark is always accepted).")]
 
 
 @app.command()
@@ -64,13 +83,14 @@ def validate(
     id_column: IdColumn = "id", audio_column: AudioColumn = "audio", text_column: TextColumn = "text",
     speaker_column: SpeakerColumn = "speaker", tag_columns: TagColumns = None, missing_value: MissingValue = None,
     no_audio: Annotated[bool, typer.Option("--no-audio", help="Do not require audio (for replayed hypotheses).")] = False,
+    encoding: Encoding = "utf-8",
 ) -> None:
     """Check a manifest and list every problem; exit 2 if there is any."""
     from harness.manifest import load_manifest
     from harness.errors import ManifestError
 
     try:
-        loaded = load_manifest(manifest, columns=_column_map(id_column, audio_column, text_column, speaker_column, tag_columns, missing_value), require_audio=not no_audio)
+        loaded = load_manifest(manifest, columns=_column_map(id_column, audio_column, text_column, speaker_column, tag_columns, missing_value), require_audio=not no_audio, encoding=encoding)
     except ManifestError as error:
         error_console.print(Text.assemble((f"{len(error.problems)} problem(s)", "bold red"), " in ", escape_terminal(manifest), ":"), soft_wrap=True)
         for problem in error.problems:
@@ -101,37 +121,56 @@ def run(
     min_words: MinWords = 100,
     id_column: IdColumn = "id", audio_column: AudioColumn = "audio", text_column: TextColumn = "text",
     speaker_column: SpeakerColumn = "speaker", tag_columns: TagColumns = None, missing_value: MissingValue = None,
+    encoding: Encoding = "utf-8",
+    max_duration_s: Annotated[float, typer.Option("--max-duration-s", min=0, help="Longest audio per utterance in seconds; a longer one fails with the reason (0: no limit).")] = 1800.0,
+    max_reference_words: Annotated[int, typer.Option("--max-reference-words", min=0, help="Longest reference per utterance in words; a longer one fails with the reason (0: no limit).")] = 20000,
+    progress_every_s: Annotated[float, typer.Option("--progress-every-s", min=0, help="When stderr is not a terminal, print a progress line this often (rate, ETA, running WER).")] = 30.0,
 ) -> None:
     """Transcribe a manifest with a backend (under noise conditions, if given), score it, and print WER by slice."""
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from harness.backends import load_backend, parse_backend_args
     from harness.manifest import load_manifest
+    from harness.progress import ProgressLog
     from harness.runner import build_conditions, run_evaluation
 
     out_dir = out or Path("reports") / f"{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{backend}"
+    stop: _StopRequest | None = None
     try:
         snrs = _parse_snrs(snr)
         profiles = _load_profiles(profile or [])
         conditions = build_conditions(profiles, snrs)
         options = parse_backend_args(backend_arg or [])
         columns = _column_map(id_column, audio_column, text_column, speaker_column, tag_columns, missing_value)
-        loaded = load_manifest(manifest, columns=columns, require_audio=backend != "replay")
+        loaded = load_manifest(manifest, columns=columns, require_audio=backend != "replay", encoding=encoding)
         engine = load_backend(backend, options)
-        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=error_console, transient=True, disable=not sys.stderr.isatty()) as bar, _graceful_interrupt() as stop:
-            task = bar.add_task(f"{backend}", total=len(loaded) * len(conditions))
+        # A live bar on a terminal; in a log (CI, nohup, 2>file) a bar shows nothing, so plain periodic lines instead.
+        live = sys.stderr.isatty()
+        log = None if live else ProgressLog(lambda line: _say(line), every_s=progress_every_s)
+        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=error_console, transient=True, disable=not live) as bar, _graceful_interrupt() as stop:
+            task = bar.add_task(escape(backend), total=len(loaded) * len(conditions))
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+                if log is not None:
+                    log.update(done, total)
+
             summary = run_evaluation(
                 loaded, engine, out_dir=out_dir, normalizer=normalizer, seed=seed, batch_size=batch_size,
                 conditions=conditions, resume=resume, prep_workers=workers, backend_options=options,
-                progress=lambda done, total: bar.update(task, completed=done, total=total), stop_requested=stop.is_set,
+                progress=progress, stop_requested=stop.is_set, on_batch=None if log is None else log.rows,
+                max_duration_s=max_duration_s or None, max_reference_words=max_reference_words or None,
             )
+            if log is not None:
+                log.finish()
     except KeyboardInterrupt:
         summary = None
     except HarnessError as error:
         _fail(error)
     if summary is None or summary.stopped_early:
         _say(f"interrupted; finished batches are saved. Continue with the same command plus --resume --out {out_dir}.")
-        raise typer.Exit(code=130)
+        raise typer.Exit(code=143 if stop is not None and stop.signal_name == "SIGTERM" else 130)
     coverage = getattr(engine, "coverage", None)
     if coverage is not None and (coverage.n_missing or coverage.n_unused):
         _say(
@@ -304,7 +343,7 @@ def noise_preview(
     name: Annotated[str, typer.Argument(help="Profile name or YAML path.")],
     manifest: Annotated[str, typer.Option("--manifest", help="Manifest holding the utterance.")],
     utterance: Annotated[str, typer.Option("--utterance", help="Utterance id.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="WAV file to write.")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="WAV or FLAC file (or a folder) to write; default reports/previews/PROFILE-UTTERANCE[-SNRdB].wav.")] = None,
     snr: Annotated[Optional[str], typer.Option("--snr", help="SNR in dB (for profiles that add noise).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Run seed: the same seed gives the audio that run used.")] = 0,
     rate: Annotated[int, typer.Option("--rate", help="Sample rate in Hz (the backend's; pocketsphinx and Whisper use 16000).")] = 16000,
@@ -312,9 +351,9 @@ def noise_preview(
     """Write the audio an utterance gets under a profile, so a person can listen to it."""
     from harness.audio import write_audio
     from harness.manifest import load_manifest
-    from harness.noise import load_profile, preview
+    from harness.errors import ConfigError, OutputError
+    from harness.noise import load_profile, preview, preview_path
     from harness.runner import audio_loader, babble_pool_for
-    from harness.errors import ConfigError
 
     try:
         snrs = _parse_snrs(snr)
@@ -327,30 +366,44 @@ def noise_preview(
         profile = load_profile(name)
         load = audio_loader(rate)
         audio, records = preview(profile, load(chosen).copy(), rate, snr_db=snrs[0] if snrs else None, seed=seed, utterance_id=chosen.id, babble_pool=babble_pool_for(chosen.id, list(loaded), load))
-        write_audio(output, audio, rate)
+        output = preview_path(output, profile=profile.name, utterance_id=chosen.id, snr_db=snrs[0] if snrs else None)
+        try:
+            write_audio(output, audio, rate)
+        except OSError as exc:
+            raise OutputError(f"cannot write {output} ({exc.strerror or exc}). Give another -o path you can write to.") from exc
     except HarnessError as error:
         _fail(error)
     applied = "; ".join(", ".join(f"{k}={v}" for k, v in r.items() if k in ("type", "step", "file", "offset_s", "snr_db_target", "snr_db_measured", "target_snr_db", "measured_snr_db")) for r in records)
     _say(f"wrote {output} ({len(audio) / rate:.2f} s at {rate} Hz). Applied: {applied}", to=console)
 
 
+class _StopRequest(threading.Event):
+    """Set by the first Ctrl-C or SIGTERM; remembers which, for the exit code (130 or 143)."""
+
+    signal_name: str | None = None
+
+
 @contextlib.contextmanager
 def _graceful_interrupt():
-    """First Ctrl-C: finish the batch in hand and stop (native decoders can swallow KeyboardInterrupt).
-    Second Ctrl-C: stop at once; committed batches are safe either way."""
-    stop = threading.Event()
+    """First Ctrl-C or SIGTERM (kill, systemd, docker stop, a CI timeout): finish the batch in hand, mark the
+    run interrupted and stop (native decoders can swallow KeyboardInterrupt). A second one stops at once;
+    committed batches are safe either way."""
+    stop = _StopRequest()
 
-    def on_interrupt(signum, frame):
+    def on_signal(signum, frame):
         if stop.is_set():
             raise KeyboardInterrupt
+        stop.signal_name = signal.Signals(signum).name
         stop.set()
-        error_console.print("stopping after the current batch; Ctrl-C again to stop now (finished batches are saved either way)")
+        again = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        _say(f"{stop.signal_name}: stopping after the current batch; {again} again to stop now (finished batches are saved either way)")
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
+    previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _parse_snrs(text: str | None) -> list[float]:

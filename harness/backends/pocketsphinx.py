@@ -5,10 +5,18 @@ Defaults to the US English model shipped inside the `pocketsphinx` wheel; any de
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import multiprocessing
+import multiprocessing.connection
+import multiprocessing.context
 import os
+import signal
+import sys
+import threading
+import types
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -100,10 +108,17 @@ class PocketsphinxBackend:
             return self._decode(batch)
         if self._pool is None:
             # spawn, not fork: the runner's audio threads are running, and forking a threaded process can deadlock.
-            self._pool = ProcessPoolExecutor(max_workers=self.processes, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=(self._options,))
+            self._pool = ProcessPoolExecutor(max_workers=self.processes, mp_context=_WORKER_CONTEXT, initializer=_start_worker, initargs=(self._options,))
         size = -(-len(batch) // self.processes)
         chunks = [batch[i : i + size] for i in range(0, len(batch), size)]
-        return [text for texts in self._pool.map(_decode_in_worker, chunks) for text in texts]
+        try:
+            return [text for texts in self._pool.map(_decode_in_worker, chunks) for text in texts]
+        except BrokenProcessPool:
+            # A decoder process died (killed, out of memory). The runner retries this batch one utterance at a
+            # time, in this process; the next batch gets a fresh pool.
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+            raise
 
     def close(self) -> None:
         if self._pool is not None:
@@ -161,12 +176,55 @@ def _parse_processes(value: str | int) -> int:
     return count
 
 
+@contextlib.contextmanager
+def _main_module_hidden():
+    """While a decoder process starts, show multiprocessing a __main__ with no file.
+
+    spawn re-runs the parent's main script in every child so that functions defined there can be
+    unpickled. Ours live in this module, and re-running a script that calls asrfair without
+    `if __name__ == "__main__":` would start a second evaluation (and more processes) in every worker.
+    With no __file__ and no __spec__, multiprocessing leaves __main__ alone, as for an interactive session.
+    """
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+
+
+class _DecoderProcess(multiprocessing.context.SpawnProcess):
+    """A spawned decoder process that never imports the user's main script."""
+
+    def start(self) -> None:
+        with _main_module_hidden():
+            super().start()
+
+
+class _DecoderContext(multiprocessing.context.SpawnContext):
+    Process = _DecoderProcess
+
+
+_WORKER_CONTEXT = _DecoderContext()
 _worker_backend: PocketsphinxBackend | None = None
 
 
 def _start_worker(options: dict[str, str]) -> None:
     global _worker_backend
+    # Ctrl-C reaches the whole process group: the parent finishes its batch and stops, so the workers
+    # must keep decoding rather than die and fail the batch in hand.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent.sentinel,), name="asrfair-parent-watch", daemon=True).start()
     _worker_backend = PocketsphinxBackend(processes=1, **options)
+
+
+def _exit_with_parent(parent_sentinel: int) -> None:
+    """Exit as soon as the parent is gone, however it went (kill -9 included), instead of waiting as an orphan."""
+    multiprocessing.connection.wait([parent_sentinel])
+    os._exit(1)
 
 
 def _decode_in_worker(batch: list[TranscriptionRequest]) -> list[str]:

@@ -2,7 +2,7 @@
 
 from harness.noise._base import BabblePool, Context
 from harness.noise.additive import mix_at_snr, snr_db_of
-from harness.noise.preview import preview
+from harness.noise.preview import PREVIEW_DIR, preview, preview_path
 from harness.noise.profile import (
     CLEAN_CONDITION,
     STEP_TYPES,
@@ -41,6 +41,8 @@ __all__ = [
     "parse_snr_values",
     "prepare",
     "preview",
+    "preview_path",
+    "PREVIEW_DIR",
     "read_profile_file",
     "snr_db_of",
 ]
