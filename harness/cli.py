@@ -209,8 +209,11 @@ def _report(run_dir: Path, by: list[str], *, cross: bool, min_speakers: float, m
     options = ReportOptions(by=tuple(by), cross=cross, min_speakers=min_speakers, min_words=min_words, n_resamples=resamples, seed=seed, condition=condition, confidence=confidence, metric=metric)
     built = build_report(run_dir, options)
     print_report(built, console)
-    written = write_report(built, run_dir, formats=[f.strip() for f in formats.split(",") if f.strip()])
+    removed: list[Path] = []
+    written = write_report(built, run_dir, formats=[f.strip() for f in formats.split(",") if f.strip()], on_removed=removed.append)
     _say("wrote " + ", ".join(str(p) for p in written))
+    if removed:
+        _say("removed " + ", ".join(str(p) for p in removed) + " from an earlier report (a report's files are replaced together, so they never mix two slicings)")
 
 
 @app.command()

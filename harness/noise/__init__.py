@@ -18,7 +18,8 @@ from harness.noise.profile import (
     prepare,
     read_profile_file,
 )
-from harness.noise.recordings import MIN_DURATION_S, SILENCE_DBFS, add_recordings, default_profiles_dir
+from harness.noise.recorded import MIN_DURATION_S, SILENCE_DBFS
+from harness.noise.recordings import add_recordings, default_profiles_dir
 
 __all__ = [
     "CLEAN_CONDITION",

@@ -7,6 +7,7 @@ Files are decoded, downmixed and resampled once per (file, rate) and kept in mem
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,33 @@ from harness.noise._spec import Fields
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".mp4", ".aif", ".aiff", ".caf", ".wma", ".webm"})
 """File name endings treated as audio when a folder is given."""
 
+MIN_DURATION_S = 1.0
+"""Shorter recordings are rejected: looping them over an utterance gives an audible, unnatural pattern."""
+
+SILENCE_DBFS = -60.0
+"""Recordings whose RMS (after downmix) is below this are rejected as silent."""
+
+
+def unusable_reason(mono: np.ndarray, rate_hz: int) -> tuple[str, str] | None:
+    """(why, what to do) when a recording is too short or silent to use as noise; None when it is usable.
+
+    The one rule for `asrfair noise add` and for every profile when it is prepared for a run, so a
+    hand-written profile cannot add silence and say nothing.
+    """
+    duration_s = mono.shape[0] / rate_hz
+    if duration_s < MIN_DURATION_S:
+        return (f"is too short to use as noise ({duration_s:.3f} s; the minimum is {MIN_DURATION_S:g} s)",
+                "Use a recording of at least a few seconds of the noise")
+    samples = np.asarray(mono, dtype=np.float64)
+    rms = math.sqrt(float(np.dot(samples, samples)) / samples.size)
+    if rms == 0.0 or 20.0 * math.log10(rms) < SILENCE_DBFS:
+        level = "digital silence" if rms == 0.0 else f"RMS {20.0 * math.log10(rms):.1f} dBFS"
+        return (f"is silent ({level}; the minimum is {SILENCE_DBFS:g} dBFS)", "Check the microphone input and gain, or leave the file out")
+    return None
+
+
 _lock = threading.Lock()
+_checked: dict[tuple[str, int, int], tuple[str, str] | None] = {}
 _checksums: dict[tuple[str, int, int], str] = {}
 _decoded: dict[tuple[str, int, int, int], np.ndarray] = {}
 _DECODED_LIMIT = 64
@@ -74,6 +101,7 @@ def clear_cache() -> None:
     with _lock:
         _decoded.clear()
         _checksums.clear()
+        _checked.clear()
 
 
 def audio_files_in(folder: Path) -> list[Path]:
@@ -182,6 +210,18 @@ class RecordedNoise:
         if audio.size == 0:
             raise ConfigError(str(Problem(file=noise_file.profile_file, line=None, field=noise_file.field, value=str(noise_file.path),
                                           message=f"noise recording is empty at {rate_hz} Hz", fix="Use a longer recording")))
+        key = (str(noise_file.path), int(rate_hz), audio.size)
+        with _lock:
+            known = key in _checked
+            reason = _checked.get(key)
+        if not known:
+            reason = unusable_reason(audio, int(rate_hz))
+            with _lock:
+                _checked[key] = reason
+        if reason is not None:
+            why, fix = reason
+            raise ConfigError(str(Problem(file=noise_file.profile_file, line=None, field=noise_file.field, value=str(noise_file.path),
+                                          message=f"noise recording {why}", fix=f"{fix}, or remove it from the profile")))
         return audio
 
     def prepare(self, rate_hz: int) -> None:

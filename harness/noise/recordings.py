@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 from harness.audio import read_audio, to_mono
 from harness.errors import AudioError, ConfigError
 from harness.noise.profile import PROFILE_SUFFIXES, asrfair_home, check_name, read_profile_file
-from harness.noise.recorded import AUDIO_SUFFIXES, audio_files_in, sha256_of
+from harness.noise.recorded import AUDIO_SUFFIXES, audio_files_in, sha256_of, unusable_reason
 
-MIN_DURATION_S = 1.0
-"""Shorter recordings are rejected: looping them over an utterance gives an audible, unnatural pattern."""
-
-SILENCE_DBFS = -60.0
-"""Recordings whose RMS (after downmix) is below this are rejected as silent."""
 
 
 def default_profiles_dir() -> Path:
@@ -69,15 +62,10 @@ def check_recording(path: Path) -> tuple[dict | None, Rejection | None]:
         return None, Rejection(path=path, reason=f"cannot be decoded, the file looks corrupt ({detail.rstrip('.')})",
                                fix="Re-export or re-record it, or leave it out")
     duration_s = samples.shape[0] / rate_hz
-    if duration_s < MIN_DURATION_S:
-        return None, Rejection(path=path, reason=f"is too short to use as noise ({duration_s:.3f} s; the minimum is {MIN_DURATION_S:g} s)",
-                               fix="Use a recording of at least a few seconds of the noise")
-    mono = to_mono(samples).astype(np.float64)
-    rms = math.sqrt(float(np.dot(mono, mono)) / mono.size)
-    if rms == 0.0 or 20.0 * math.log10(rms) < SILENCE_DBFS:
-        level = "digital silence" if rms == 0.0 else f"RMS {20.0 * math.log10(rms):.1f} dBFS"
-        return None, Rejection(path=path, reason=f"is silent ({level}; the minimum is {SILENCE_DBFS:g} dBFS)",
-                               fix="Check the microphone input and gain, or leave the file out")
+    unusable = unusable_reason(to_mono(samples), rate_hz)
+    if unusable is not None:
+        reason, fix = unusable
+        return None, Rejection(path=path, reason=reason, fix=fix)
     entry = {"path": str(path), "sha256": sha256_of(path), "duration_s": round(duration_s, 3), "rate_hz": int(rate_hz), "channels": int(samples.shape[1])}
     return entry, None
 

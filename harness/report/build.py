@@ -8,7 +8,7 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.report.conditions import ConditionAnalysis, analyse_conditions
-from harness.report.data import RunData, check_dimensions, load_run
+from harness.report.data import RunData, check_dimensions, completeness, incomplete_notice, load_run
 from harness.report.slices import SliceOptions, SliceTable, build_slice_table
 from harness.runner import CLEAN
 
@@ -42,6 +42,8 @@ class Report:
             "small": small_description(self.options),
             "disparity": DISPARITY_DESCRIPTION,
             "condition": self.condition,
+            "complete": bool(self.run.get("completeness", {}).get("complete", True)),
+            "incomplete_notice": incomplete_notice(self.run),
             "overall": self.table.overall,
             "slices": self.table.slices,
             "disparities": [asdict(d) for d in self.table.disparities],
@@ -107,4 +109,5 @@ def run_summary(data: RunData) -> dict[str, Any]:
         "conditions": [c.get("key") for c in record.get("conditions", [])],
         "git": (record.get("environment") or {}).get("git"),
         "created_at": record.get("created_at"),
+        "completeness": completeness(record, data.frame),
     }

@@ -11,7 +11,7 @@ import pandas as pd
 
 from harness import stats
 from harness.report.build import CONDITION_DIMENSIONS, select_condition
-from harness.report.data import load_run
+from harness.report.data import incomplete_notice, load_run
 from harness.escaping import escape_markdown
 from harness.report.html import e, forest_svg, page, provenance_items
 from harness.report import format as fmt
@@ -61,6 +61,9 @@ def card_blocks(report, *, labels_source: str = DEFAULT_LABELS_SOURCE) -> list[B
               f"(speakers weighted by how many {m.unit_name} they contribute) or {o.min_words} reference {m.unit_name} is too small to report: its {m.label} is suppressed "
               "and the group is listed under Limitations."),
     ]
+    notice = incomplete_notice(report.run)
+    if notice:
+        blocks.insert(1, ("p", f"Warning: {notice}"))
     blocks += _data_section(report, data, frame, labels_source)
     blocks += _performance_section(report)
     blocks += _conditions_section(report, data)
@@ -239,7 +242,9 @@ def _limitations_section(report, data, frame: pd.DataFrame) -> list[Block]:
                  "A difference between groups is called evidence of a disparity only when a test of equal rates across the groups rejects, adjusted for the number of tag dimensions reported.")
     normalizer = (report.run.get("normalizer") or {}).get("name")
     items.append(f"WER depends on the text normaliser (here {normalizer}): compare cards only when they use the same normaliser.")
-    if report.run.get("status") != "complete":
+    if notice := incomplete_notice(report.run):
+        items.append(notice)
+    elif report.run.get("status") != "complete":
         items.append(f"The run is {report.run.get('status')}: not every utterance was transcribed.")
     return [("h2", "Limitations"), ("ul", items)]
 

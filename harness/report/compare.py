@@ -20,7 +20,7 @@ from rich.table import Table
 from harness import stats
 from harness.errors import ConfigError
 from harness.report.build import ReportOptions, run_summary, select_condition
-from harness.report.data import RunData, check_dimensions, load_run
+from harness.report.data import RunData, check_dimensions, incomplete_notice, load_run
 from harness.report.discovery import _clean, _none
 from harness.report.format import DASH
 from harness.report.format import pct as _pct
@@ -344,7 +344,9 @@ def _header(comparison: Comparison) -> list[str]:
         return f"{run.get('run_dir', run.get('name'))} (backend {backend.get('name')}{' ' + json.dumps(backend.get('options')) if backend.get('options') else ''})"
 
     normalizer = ((comparison.run_a.get("normalizer") or {}).get("name"))
+    notices = [f"{label}: {notice}" for label, run in (("A", comparison.run_a), ("B", comparison.run_b)) if (notice := incomplete_notice(run))]
     return [
+        *notices,
         f"A: {describe(comparison.run_a)}",
         f"B: {describe(comparison.run_b)}",
         f"{comparison.n_paired} utterances paired by id ({comparison.n_only_a} only in A, {comparison.n_only_b} only in B, "

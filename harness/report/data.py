@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,3 +71,38 @@ def check_dimensions(data: RunData, by: list[str]) -> None:
         if name not in sliceable:
             available = ", ".join(sorted(sliceable))
             raise ConfigError(f"--by {name!r}: no such tag in {data.run_dir}. Available: {available}.")
+
+
+def completeness(record: Mapping[str, Any], frame: pd.DataFrame) -> dict[str, Any]:
+    """How much of the run exists: expected = manifest utterances x conditions, against the rows stored.
+
+    A run is complete only when it finished (status "complete") and every expected row is there; an
+    interrupted run, or one killed while "running", is reported with its counts by every output.
+    """
+    n_utterances = (record.get("manifest") or {}).get("n_utterances")
+    n_conditions = len(record.get("conditions") or []) or 1
+    expected = n_utterances * n_conditions if isinstance(n_utterances, int) else None
+    transcribed = int(len(frame))
+    status = record.get("status")
+    return {
+        "complete": status == "complete" and (expected is None or transcribed >= expected),
+        "status": status,
+        "expected": expected,
+        "transcribed": transcribed,
+        "missing": None if expected is None else max(expected - transcribed, 0),
+        "failed": int((frame["status"] != "ok").sum()) if "status" in frame else 0,
+    }
+
+
+def incomplete_notice(run: Mapping[str, Any]) -> str | None:
+    """One sentence for every output of an incomplete run (None when complete): what is missing, and the fix."""
+    counts = run.get("completeness") or {}
+    if not counts or counts.get("complete"):
+        return None
+    expected = counts.get("expected")
+    of = f" of {expected}" if expected is not None else ""
+    missing = f", {counts['missing']} not transcribed yet" if counts.get("missing") else ""
+    return (
+        f"Incomplete run (status {counts.get('status')}): {counts.get('transcribed')}{of} utterance-conditions transcribed{missing}; "
+        f"the figures cover only those. Finish it with the same `asrfair run` command plus --resume --out {run.get('run_dir')}."
+    )

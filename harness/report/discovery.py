@@ -23,7 +23,7 @@ from rich.table import Table
 from harness import stats
 from harness.errors import ConfigError
 from harness.report.build import ReportOptions, run_summary, select_condition
-from harness.report.data import RESERVED, RunData, load_run
+from harness.report.data import RESERVED, RunData, incomplete_notice, load_run
 from harness.report import format as fmt
 from harness.report.format import DASH
 from harness.escaping import escape_markdown, escape_terminal
@@ -546,6 +546,8 @@ def _footnote(result: DiscoveryResult) -> str:
 def render_discovery_markdown(result: DiscoveryResult) -> str:
     title = result.run_dir.name if result.run_dir is not None else "results"
     lines = [f"# Worst slices: {escape_markdown(title)}", ""]
+    if result.run is not None and (notice := incomplete_notice(result.run)):
+        lines += [f"> **Warning:** {escape_markdown(notice)}", ""]
     if result.run is not None:
         run = result.run
         lines += [
@@ -581,6 +583,8 @@ def print_discovery(result: DiscoveryResult, console: Console) -> None:
     for finding in shown:
         row = _display(finding)
         table.add_row(*(escape_terminal(row[k]) for k in TERMINAL_COLUMNS), style=None if finding.significant else "dim")
+    if result.run is not None and (notice := incomplete_notice(result.run)):
+        console.print(escape_terminal(notice, style="bold yellow"), soft_wrap=True)
     console.print(escape_terminal(_summary(result)))
     console.print(table)
     console.print(_footnote(result), highlight=False)

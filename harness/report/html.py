@@ -17,14 +17,21 @@ import pandas as pd
 
 from harness.escaping import escape_html
 from harness.report import format as fmt
+from harness.report.data import incomplete_notice
 from harness.report.render import (
-    _footnote, condition_columns, condition_rows, disparity_lines, display_rows, significant_tests, table_columns, warning_lines,
+    _footnote, condition_columns, condition_rows, disparity_lines, display_rows, significant_tests, slicing_text, table_columns,
+    warning_lines,
 )
 from harness.report.slices import NOT_GIVEN, _snr_label
 from harness.scoring import alignment
 
 WORST_PER_SLICE = 5
 FAILED_SHOWN = 20
+TEXT_LIMIT_CHARS = 2_000
+"""Most characters of one text (a reference, a hypothesis, an error) the page embeds; the rest is counted, not shown.
+A 50 MB reference once made a 630 MB report.html. The full texts stay in results.sqlite and utterances.parquet."""
+ALIGNMENT_LIMIT_WORDS = 400
+"""Most aligned words shown per utterance; longer alignments are cut with a count of what is left out."""
 # Defence in depth: even if some text escaped escaping, the page can run no script and load nothing.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -79,6 +86,8 @@ summary { cursor: pointer; }
 .sr { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
 .legend { font-size: 13px; color: var(--muted); max-width: none; }
 .legend .s, .legend del, .legend ins { margin: 0 4px 0 10px; }
+.warn { background: #fff4e5; border: 1px solid #f5b971; border-radius: 6px; padding: 8px 12px; color: #7a3e00; }
+.cut { color: var(--muted); font-style: italic; }
 """
 
 
@@ -93,8 +102,10 @@ def render_html(report, *, worst_per_slice: int = WORST_PER_SLICE) -> str:
     data = load_run(report.run_dir)
     frame, _ = select_condition(data, report.options)
     label = report.options.rate.label
+    notice = incomplete_notice(report.run)
     body = [
         f"<h1>{label} report: {e(report.run_dir.name)}</h1>",
+        *([f'<p class="warn" role="alert"><strong>Warning:</strong> {e(notice)}</p>'] if notice else []),
         provenance_html(report),
         f"<h2>{label} by slice</h2>",
         slice_table_html(report),
@@ -139,10 +150,14 @@ def provenance_items(report) -> list[tuple[str, str]]:
         ("Created", str(run.get("created_at"))),
         ("Conditions", ", ".join(map(str, run.get("conditions") or [])) or "clean"),
     ]
-    if run.get("status") != "complete":
+    counts = run.get("completeness") or {}
+    if counts and not counts.get("complete"):
+        items.append(("Run status", f"{counts.get('status')}: {counts.get('transcribed')} of {counts.get('expected')} utterance-conditions transcribed"))
+    elif run.get("status") != "complete":
         items.append(("Run status", f"{run.get('status')}: not every utterance was transcribed"))
     if report.condition:
         items.append(("Slice table covers", f"condition {report.condition}"))
+    items.append(("Slicing", slicing_text(report.options)))
     return items
 
 
@@ -327,10 +342,25 @@ def worst_utterances(frame: pd.DataFrame, by: dict[str, str], n: int) -> pd.Data
     return members.sort_values(["errors", "_wer", "utterance_id"], ascending=[False, False, True]).head(n)
 
 
-def alignment_html(reference_normalized: str, hypothesis_normalized: str) -> str:
-    """Aligned words: substitutions as ref→hyp, deletions in <del>, insertions in <ins>; marked in text as well as colour."""
+def capped(value: Any, limit: int = TEXT_LIMIT_CHARS) -> str:
+    """Escaped text, cut at `limit` characters with a note of how many were left out."""
+    text = "" if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) else str(value)
+    if len(text) <= limit:
+        return e(text)
+    return f'{e(text[:limit])}<span class="cut"> … {len(text) - limit:,} more characters not shown (full text in results.sqlite)</span>'
+
+
+def alignment_html(reference_normalized: str, hypothesis_normalized: str, *, limit_words: int = ALIGNMENT_LIMIT_WORDS) -> str:
+    """Aligned words: substitutions as ref→hyp, deletions in <del>, insertions in <ins>; marked in text as well as colour.
+
+    At most `limit_words` aligned positions are shown; texts too long to align cheaply are not aligned here.
+    """
+    reference_normalized, hypothesis_normalized = reference_normalized or "", hypothesis_normalized or ""
+    if len(reference_normalized) + len(hypothesis_normalized) > 50 * TEXT_LIMIT_CHARS:
+        return '<span class="cut">too long to align in this page; the texts (cut) are below</span>'
+    chunks = alignment(reference_normalized, hypothesis_normalized)
     parts = []
-    for kind, ref, hyp in alignment(reference_normalized or "", hypothesis_normalized or ""):
+    for kind, ref, hyp in chunks[:limit_words]:
         if kind == "equal":
             parts.append(e(ref))
         elif kind == "substitute":
@@ -339,6 +369,8 @@ def alignment_html(reference_normalized: str, hypothesis_normalized: str) -> str
             parts.append(f'<del title="deletion"><span class="sr">deleted: </span>{e(ref)}</del>')
         else:
             parts.append(f'<ins title="insertion"><span class="sr">inserted: </span>+{e(hyp)}</ins>')
+    if len(chunks) > limit_words:
+        parts.append(f'<span class="cut">… {len(chunks) - limit_words:,} more aligned words not shown</span>')
     return " ".join(parts)
 
 
@@ -372,12 +404,12 @@ def worst_utterances_html(report, frame: pd.DataFrame, n: int) -> list[str]:
             condition = f"; condition {utt['condition_key']}" if report.condition is None and utt["condition_key"] != "clean" else ""
             out.append(
                 '<div class="utt">'
-                f'<div class="meta">{e(utt["utterance_id"])} · speaker {e(_short(utt["speaker"]))}{e(condition)} · '
+                f'<div class="meta">{capped(utt["utterance_id"], 200)} · speaker {e(_short(utt["speaker"]))}{e(condition)} · '
                 f"{int(utt['errors'])} errors / {int(utt['ref_words'])} words (S {int(utt['substitutions'])}, D {int(utt['deletions'])}, I {int(utt['insertions'])})</div>"
                 f'<div class="align">{alignment_html(utt["reference_normalized"], utt["hypothesis_normalized"])}</div>'
-                f'<div class="raw">reference: {e(utt["reference"])}</div>'
-                f'<div class="raw">hypothesis: {e(utt["hypothesis"]) or "<em>(empty)</em>"}</div>'
-                + (f'<div class="raw">note: {e(utt["error"])}</div>' if isinstance(utt.get("error"), str) and utt["error"] else "")
+                f'<div class="raw">reference: {capped(utt["reference"])}</div>'
+                f'<div class="raw">hypothesis: {capped(utt["hypothesis"]) or "<em>(empty)</em>"}</div>'
+                + (f'<div class="raw">note: {capped(utt["error"])}</div>' if isinstance(utt.get("error"), str) and utt["error"] else "")
                 + "</div>"
             )
         out.append("</details>")
@@ -389,7 +421,7 @@ def failed_html(frame: pd.DataFrame) -> list[str]:
     if failed.empty:
         return []
     items = "".join(
-        f"<li><code>{e(r['utterance_id'])}</code> ({e(r['condition_key'])}): {e(r['error'])}</li>" for _, r in failed.head(FAILED_SHOWN).iterrows()
+        f"<li><code>{capped(r['utterance_id'], 200)}</code> ({e(r['condition_key'])}): {capped(r['error'])}</li>" for _, r in failed.head(FAILED_SHOWN).iterrows()
     )
     more = f'<p class="note">… and {len(failed) - FAILED_SHOWN} more.</p>' if len(failed) > FAILED_SHOWN else ""
     return [f"<h2>Failed utterances ({len(failed)})</h2>", '<p class="note">Every condition: not scored, so in no WER; the “failed” column counts them per slice.</p>', f"<ul>{items}</ul>{more}"]

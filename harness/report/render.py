@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from rich.table import Table
 from harness.errors import ConfigError
 from harness.escaping import escape_csv, escape_markdown, escape_terminal
 from harness.report import format as fmt
+from harness.report.data import incomplete_notice
 
 DASH = fmt.DASH
 FORMATS = ("md", "csv", "json", "html")
@@ -95,6 +97,9 @@ def warning_lines(report) -> list[str]:
 
 
 def print_report(report, console: Console) -> None:
+    notice = incomplete_notice(report.run)
+    if notice:
+        console.print(escape_terminal(notice, style="bold yellow"), soft_wrap=True)
     m = report.options.rate
     title = f"{m.label} by slice — {report.run.get('backend', {}).get('name')}, normaliser {report.run.get('normalizer', {}).get('name')}"
     if report.condition:
@@ -186,10 +191,21 @@ def _footnote(report) -> str:
     )
 
 
+def slicing_text(options) -> str:
+    """The options that decide a report's rows, written into every output so two slicings are never confused."""
+    by = " ".join(f"--by {name}" for name in options.by) or "overall only"
+    return (f"{by}{' --cross' if options.cross else ''}; metric {options.metric}; {options.label} confidence; small below "
+            f"{options.min_speakers:g} effective speakers or {options.min_words} words; seed {options.seed}"
+            + (f"; --condition {options.condition}" if getattr(options, "condition", None) else ""))
+
+
 def render_markdown(report, out_dir: Path | None = None) -> str:
     m = report.options.rate
     md = escape_markdown
     lines = [f"# {m.label} report: {md(report.run_dir.name)}", ""]
+    notice = incomplete_notice(report.run)
+    if notice:
+        lines += [f"> **Warning:** {md(notice)}", ""]
     run = report.run
     manifest, backend = run.get("manifest") or {}, run.get("backend") or {}
     lines += [
@@ -199,6 +215,7 @@ def render_markdown(report, out_dir: Path | None = None) -> str:
     ]
     if report.condition:
         lines.append(f"- Condition: {md(report.condition)}")
+    lines.append(f"- Slicing: {md(slicing_text(report.options))}")
     columns = table_columns(report)
     lines += ["", "| " + " | ".join(h for _, h in columns) + " |", "|" + "|".join("---" if k in ("slice", "flag") else "---:" for k, _ in columns) + "|"]
     for row in display_rows(report):
@@ -246,7 +263,15 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, default=str, allow_nan=False), encoding="utf-8")
 
 
-def write_report(report, out_dir: str | Path, *, formats: list[str]) -> list[Path]:
+REPORT_FILES = {"md": "report.md", "csv": "report.csv", "json": "report.json", "html": "report.html"}
+
+
+def write_report(report, out_dir: str | Path, *, formats: list[str], on_removed: Callable[[Path], None] | None = None) -> list[Path]:
+    """Write report.<format> for each format and remove the report files of formats not asked for.
+
+    The set is replaced together: a report.json left from an earlier `--by accent` beside a report.md of
+    `--by gender` would present two slicings as one report. Each file also records its slicing.
+    """
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ConfigError(f"--format {','.join(unknown)} is not supported. Choose from {', '.join(FORMATS)}.")
@@ -271,4 +296,10 @@ def write_report(report, out_dir: str | Path, *, formats: list[str]) -> list[Pat
 
         (out_dir / "report.html").write_text(render_html(report), encoding="utf-8")
         written.append(out_dir / "report.html")
+    for fmt_name, name in REPORT_FILES.items():
+        stale = out_dir / name
+        if fmt_name not in formats and stale.is_file():
+            stale.unlink()
+            if on_removed is not None:
+                on_removed(stale)
     return written
