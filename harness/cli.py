@@ -56,6 +56,23 @@ def _fail(error: HarnessError) -> None:
     raise typer.Exit(code=2)
 
 
+@contextlib.contextmanager
+def _writing(target: object, option: str):
+    """An output that cannot be written (a file where a folder belongs, no permission, a full disk) is an
+    error naming the path and the option to change, not a traceback."""
+    from harness.errors import OutputError
+
+    try:
+        yield
+    except OSError as exc:
+        where = exc.filename or target
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):
+            reason = f"{where} is a file where a folder is needed"
+        else:
+            reason = f"cannot write {where} ({exc.strerror or exc})"
+        raise OutputError(f"{reason}. Choose another {option} (a folder you can write to, with free space).") from exc
+
+
 def _say(message: object, *, to: Console | None = None) -> None:
     """Print a message that holds user values (paths, ids, tags): never markup, controls made visible."""
     (to or error_console).print(escape_terminal(message, multiline=True), soft_wrap=True)
@@ -122,15 +139,15 @@ def run(
     id_column: IdColumn = "id", audio_column: AudioColumn = "audio", text_column: TextColumn = "text",
     speaker_column: SpeakerColumn = "speaker", tag_columns: TagColumns = None, missing_value: MissingValue = None,
     encoding: Encoding = "utf-8",
-    max_duration_s: Annotated[float, typer.Option("--max-duration-s", min=0, help="Longest audio per utterance in seconds; a longer one fails with the reason (0: no limit).")] = 1800.0,
-    max_reference_words: Annotated[int, typer.Option("--max-reference-words", min=0, help="Longest reference per utterance in words; a longer one fails with the reason (0: no limit).")] = 20000,
+    max_duration_s: Annotated[float, typer.Option("--max-duration-s", help="Longest audio per utterance in seconds; a longer one fails with the reason (0: no limit).")] = 1800.0,
+    max_reference_words: Annotated[int, typer.Option("--max-reference-words", help="Longest reference per utterance in words; a longer one fails with the reason (0: no limit).")] = 20000,
     progress_every_s: Annotated[float, typer.Option("--progress-every-s", min=0, help="When stderr is not a terminal, print a progress line this often (rate, ETA, running WER).")] = 30.0,
 ) -> None:
     """Transcribe a manifest with a backend (under noise conditions, if given), score it, and print WER by slice."""
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from harness.backends import load_backend, parse_backend_args
+    from harness.backends import BACKENDS, load_backend, parse_backend_args
     from harness.manifest import load_manifest
     from harness.progress import ProgressLog
     from harness.runner import build_conditions, run_evaluation
@@ -138,6 +155,8 @@ def run(
     out_dir = out or Path("reports") / f"{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{backend}"
     stop: _StopRequest | None = None
     try:
+        if backend not in BACKENDS:
+            load_backend(backend)  # a mistyped name is the first thing to say (with its "Did you mean"), before the manifest
         snrs = _parse_snrs(snr)
         profiles = _load_profiles(profile or [])
         conditions = build_conditions(profiles, snrs)
@@ -160,7 +179,7 @@ def run(
                 loaded, engine, out_dir=out_dir, normalizer=normalizer, seed=seed, batch_size=batch_size,
                 conditions=conditions, resume=resume, prep_workers=workers, backend_options=options,
                 progress=progress, stop_requested=stop.is_set, on_batch=None if log is None else log.rows,
-                max_duration_s=max_duration_s or None, max_reference_words=max_reference_words or None,
+                max_duration_s=max_duration_s if max_duration_s != 0 else None, max_reference_words=max_reference_words if max_reference_words != 0 else None,
             )
             if log is not None:
                 log.finish()
@@ -179,7 +198,10 @@ def run(
         )
     _say(f"{summary.n_written} utterance-conditions transcribed in {summary.seconds:.1f} s ({summary.n_done_before} already done, {summary.n_failed} failed). Run: {summary.out_dir}")
     if by:
-        _report(summary.out_dir, by, cross=cross, min_speakers=min_speakers, min_words=min_words, formats="md,csv,json")
+        try:
+            _report(summary.out_dir, by, cross=cross, min_speakers=min_speakers, min_words=min_words, formats="md,csv,json")
+        except HarnessError as error:
+            _fail(error)
 
 
 @app.command()
@@ -210,7 +232,8 @@ def _report(run_dir: Path, by: list[str], *, cross: bool, min_speakers: float, m
     built = build_report(run_dir, options)
     print_report(built, console)
     removed: list[Path] = []
-    written = write_report(built, run_dir, formats=[f.strip() for f in formats.split(",") if f.strip()], on_removed=removed.append)
+    with _writing(run_dir, "the run folder"):
+        written = write_report(built, run_dir, formats=[f.strip() for f in formats.split(",") if f.strip()], on_removed=removed.append)
     _say("wrote " + ", ".join(str(p) for p in written))
     if removed:
         _say("removed " + ", ".join(str(p) for p in removed) + " from an earlier report (a report's files are replaced together, so they never mix two slicings)")
@@ -237,7 +260,9 @@ def card(
 
     try:
         options = ReportOptions(by=tuple(by or []), cross=cross, min_speakers=min_speakers, min_words=min_words, n_resamples=resamples, seed=seed, condition=condition, confidence=confidence, metric=metric)
-        written = write_card(build_report(run_dir, options), out or run_dir, labels_source=labels_source)
+        built = build_report(run_dir, options)
+        with _writing(out or run_dir, "--out"):
+            written = write_card(built, out or run_dir, labels_source=labels_source)
     except HarnessError as error:
         _fail(error)
     _say("wrote " + ", ".join(str(p) for p in written))
@@ -266,7 +291,8 @@ def slices(
         options = DiscoveryOptions(tags=tag_names, max_depth=depth, min_speakers=min_speakers, min_words=min_words, n_resamples=resamples, seed=seed, fdr=fdr, condition=condition, confidence=confidence, metric=metric)
         result = discover_run(run_dir, options)
         print_discovery(result, console)
-        written = write_discovery(result, out or run_dir)
+        with _writing(out or run_dir, "--out"):
+            written = write_discovery(result, out or run_dir)
     except HarnessError as error:
         _fail(error)
     _say("wrote " + ", ".join(str(p) for p in written))
@@ -292,7 +318,8 @@ def compare(
     try:
         result = compare_runs(run_a, run_b, by=by or [], min_speakers=min_speakers, min_words=min_words, n_resamples=resamples, seed=seed, condition=condition, confidence=confidence, metric=metric)
         print_comparison(result, console)
-        written = write_comparison(result, out or run_b)
+        with _writing(out or run_b, "--out"):
+            written = write_comparison(result, out or run_b)
     except HarnessError as error:
         _fail(error)
     _say("wrote " + ", ".join(str(p) for p in written))
@@ -335,7 +362,8 @@ def noise_add(
     from harness.noise import add_recordings
 
     try:
-        written = add_recordings(paths, name=name, directory=directory, description=description, overwrite=force)
+        with _writing(directory or "the profiles folder", "--dir"):
+            written = add_recordings(paths, name=name, directory=directory, description=description, overwrite=force)
     except HarnessError as error:
         _fail(error)
     _say(f"wrote profile {name!r} to {written}. Use it with: asrfair run MANIFEST --profile {name} --snr 20,10,5,0", to=console)

@@ -147,6 +147,9 @@ def run_evaluation(
     """
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}.")
+    for option, limit in (("--max-duration-s", max_duration_s), ("--max-reference-words", max_reference_words)):
+        if limit is not None and not limit > 0:
+            raise ConfigError(f"{option} {limit:g}: a limit must be positive. Give a larger value, or 0 for no limit.")
     normalize = get_normalizer(normalizer)
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, resume=resume)
@@ -177,14 +180,14 @@ def run_evaluation(
     written = 0
     try:
         run_record = _open_run(out_dir, config, resume=resume)
-        run_record["backend_details"] = describe_backend(backend)
-        session = {"started_at": _now(), "batch_size": batch_size}
-        run_record.setdefault("sessions", []).append(session)
-        _write_json(out_dir / RUN_FILE, run_record)
-
         started = time.perf_counter()
+        # The store is opened (and a damaged one refused) before run.json records a new session.
         with ResultStore(out_dir / RESULTS_FILE) as store:
             done = store.done_keys()
+            run_record["backend_details"] = describe_backend(backend)
+            session = {"started_at": _now(), "batch_size": batch_size}
+            run_record.setdefault("sessions", []).append(session)
+            _write_json(out_dir / RUN_FILE, run_record)
             work = [_WorkItem(u, c) for u in manifest for c in conditions if (u.id, c.key) not in done]
             n_total = len(manifest) * len(conditions)
             load = _audio_loader(backend.sample_rate_hz, max_duration_s=max_duration_s) if needs_audio else None

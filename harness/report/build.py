@@ -89,6 +89,9 @@ def select_condition(data: RunData, options: ReportOptions):
     """Slices pool across conditions only when asked to (--by condition); otherwise one condition's rows."""
     frame = data.frame
     keys = list(dict.fromkeys(frame["condition_key"]))
+    if options.condition is not None and options.condition not in keys:
+        # Checked even when the run has one condition: a mistyped --condition must not pass silently.
+        raise ConfigError(f"--condition {options.condition!r} is not in this run. Conditions: {', '.join(keys)}.")
     if CONDITION_DIMENSIONS & set(options.by) or len(keys) <= 1:
         return frame, None if len(keys) != 1 else keys[0]
     chosen = options.condition or (CLEAN if CLEAN in keys else keys[0])
