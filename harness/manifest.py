@@ -257,10 +257,14 @@ def _build_utterances(records: Sequence[_Record], *, source: str, base: Path, co
         audio_key = columns.audio if columns.audio in fields or NEMO_AUDIO_KEY not in fields else NEMO_AUDIO_KEY
         raw_audio = fields.get(audio_key)
         utterance_id = fields.get(columns.id)
+        segment = _segment(fields)
         if utterance_id is None or utterance_id == "":
             if isinstance(raw_audio, str) and raw_audio:
-                # NeMo manifests carry no id; the audio path (without suffix) is unique within a corpus.
+                # NeMo manifests carry no id; the audio path (without suffix) is unique within a corpus, and
+                # with the offset, unique among the segments of one recording.
                 utterance_id = str(Path(raw_audio).with_suffix(""))
+                if len(segment) == 2 and segment[0] is not None:
+                    utterance_id += f"@{segment[0]:g}s"
             else:
                 problem(record.line, columns.id, utterance_id, "missing utterance id", f"Add an {columns.id!r} field, or map another column with --id-column")
                 continue
@@ -312,8 +316,7 @@ def _build_utterances(records: Sequence[_Record], *, source: str, base: Path, co
                 problem(record.line, field_name, value, message, fix)
             continue
 
-        segment = _segment(fields)
-        if isinstance(segment, tuple) and len(segment) == 4:
+        if len(segment) == 4:
             problem(record.line, *segment)
             continue
         offset_s, duration_s = segment

@@ -190,3 +190,97 @@ def test_missing_file_raises_audio_error(tmp_path):
 def test_directory_is_not_an_audio_file(tmp_path):
     with pytest.raises(AudioError, match="not found"):
         read_audio(tmp_path)
+
+
+def chirp(rate_hz: int = 16000, duration_s: float = 4.0) -> np.ndarray:
+    """A rising tone: every span of it differs from every other, so a segment off by a few samples shows."""
+    t = np.arange(int(rate_hz * duration_s)) / rate_hz
+    return (0.3 * np.sin(2 * np.pi * (200 + 150 * t) * t)).astype(np.float32)
+
+
+def write_m4a_with_pyav(path: Path, samples: np.ndarray, rate_hz: int) -> None:
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=rate_hz, layout="mono")
+        frame_size = stream.codec_context.frame_size or 1024
+        for start in range(0, len(samples), frame_size):
+            block = samples[start : start + frame_size].reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block), format="flt", layout="mono")
+            frame.sample_rate = rate_hz
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+def encoded(tmp_path: Path, suffix: str) -> Path:
+    path = tmp_path / f"chirp.{suffix}"
+    if suffix == "m4a":
+        write_m4a_with_pyav(path, chirp(), 16000)
+        with pytest.raises(soundfile.LibsndfileError):
+            soundfile.info(str(path))  # so this case goes through PyAV
+    else:
+        soundfile.write(str(path), chirp(), 16000)
+    return path
+
+
+@pytest.mark.parametrize("suffix", ["wav", "flac", "ogg", "mp3", "m4a"])
+@pytest.mark.parametrize(("offset_s", "duration_s"), [(1.25, 0.5), (0.3, None), (3.5, 0.5), (0.0, 1.0)])
+def test_a_segment_is_the_same_span_of_the_whole_decode(tmp_path, suffix, offset_s, duration_s):
+    """NeMo's offset and duration: only the segment comes back, sample for sample what a whole-file decode holds there."""
+    path = encoded(tmp_path, suffix)
+    whole, rate_hz = read_audio(path)
+    segment, segment_rate_hz = read_audio(path, offset_s=offset_s, duration_s=duration_s)
+    start = round(offset_s * rate_hz)
+    expected = whole[start:] if duration_s is None else whole[start : start + round(duration_s * rate_hz)]
+    assert segment_rate_hz == rate_hz
+    assert segment.shape == expected.shape
+    np.testing.assert_array_equal(segment, expected)
+
+
+def test_a_segment_of_in_memory_audio(tmp_path):
+    import io
+
+    path = encoded(tmp_path, "flac")
+    whole, _ = read_audio(path)
+    segment, _ = read_audio(io.BytesIO(path.read_bytes()), offset_s=2.0, duration_s=0.25)
+    np.testing.assert_array_equal(segment, whole[32000:36000])
+
+
+def test_load_audio_resamples_only_the_segment(tmp_path):
+    path = tmp_path / "tone.wav"
+    soundfile.write(str(path), np.concatenate([sine(freq_hz=300, rate_hz=44100, duration_s=1.0), sine(freq_hz=1200, rate_hz=44100, duration_s=1.0)]), 44100)
+    second = load_audio(path, 16000, offset_s=1.1, duration_s=0.8)
+    assert len(second) == 12800 and peak_hz(second, 16000) == pytest.approx(1200, abs=3)
+
+
+@pytest.mark.parametrize("suffix", ["wav", "mp3", "m4a"])
+@pytest.mark.parametrize(
+    ("offset_s", "duration_s", "message"),
+    [(5.0, None, "offset 5 s is at or past the end of the audio"), (3.0, 3.0, "segment 3–6 s runs past the end of the audio")],
+)
+def test_a_segment_outside_the_file_is_an_error(tmp_path, suffix, offset_s, duration_s, message):
+    path = encoded(tmp_path, suffix)
+    with pytest.raises(AudioError, match=message) as caught:
+        read_audio(path, offset_s=offset_s, duration_s=duration_s)
+    assert str(path) in str(caught.value) and "Fix the utterance's offset" in str(caught.value)
+
+
+def test_a_duration_a_little_past_the_end_is_read_to_the_end(tmp_path):
+    """Manifests round durations: up to SEGMENT_END_TOLERANCE_S past the end reads what is there."""
+    path = encoded(tmp_path, "wav")
+    segment, _ = read_audio(path, offset_s=3.5, duration_s=1.2)
+    assert len(segment) == 8000
+
+
+@pytest.mark.parametrize("suffix", ["wav", "flac", "mp3", "m4a"])
+def test_audio_longer_than_the_limit_is_refused(tmp_path, suffix):
+    path = encoded(tmp_path, suffix)
+    with pytest.raises(AudioError, match=r"audio is 4\.\d s long, more than the limit of 2 s per utterance") as caught:
+        read_audio(path, max_duration_s=2.0)
+    assert "--max-duration-s" in str(caught.value)
+    samples, _ = read_audio(path, offset_s=1.0, duration_s=1.5, max_duration_s=2.0)  # a segment within the limit is fine
+    assert len(samples) == 24000
+    with pytest.raises(AudioError, match=r"segment is 3\.0 s long"):
+        read_audio(path, offset_s=0.5, duration_s=3.0, max_duration_s=2.0)

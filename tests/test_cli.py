@@ -1,6 +1,7 @@
 """The command line: exit codes, messages without tracebacks, and a --help that imports no torch."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -49,3 +50,51 @@ def test_report_unknown_tag_exit_2(tmp_path, speech_manifest):
     us = next(s for s in report["slices"] if s["by"] == {"accent": "us"})
     # One of six US utterances has a hypothesis; the other five count as all deletions, never dropped.
     assert us["n_utterances"] == 6 and us["errors"] == us["ref_words"] - 6
+
+
+def test_help_shows_no_type_after_flags_that_take_no_value():
+    for command in (["run", "--help"], ["report", "--help"], ["noise", "add", "--help"], ["--help"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 0
+        assert "<bool>" not in result.output, command
+    run_help = runner.invoke(app, ["run", "--help"]).output
+    assert re.search(r"--resume\s+Continue an interrupted", run_help) and re.search(r"--batch-size\s+<int", run_help)
+
+
+def test_noise_preview_writes_under_reports_previews_by_default(tmp_path, monkeypatch):
+    import numpy as np
+    import soundfile
+
+    soundfile.write(tmp_path / "a.wav", (0.2 * np.sin(np.arange(16000) / 5)).astype("float32"), 16000)
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "spk/u 1", "audio": "a.wav", "text": "hi"}) + "\n")
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["noise", "preview", "pink", "--manifest", "m.jsonl", "--utterance", "spk/u 1", "--snr", "5"])
+    assert result.exit_code == 0, result.output
+    written = tmp_path / "reports" / "previews" / "pink-spk_u_1-5dB.wav"
+    assert written.is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "m.jsonl", "reports"]
+    (tmp_path / "listen").mkdir()
+    assert runner.invoke(app, ["noise", "preview", "pink", "--manifest", "m.jsonl", "--utterance", "spk/u 1", "-o", "listen", "--snr", "0"]).exit_code == 0
+    assert (tmp_path / "listen" / "pink-spk_u_1-0dB.wav").is_file()
+
+
+def test_readme_commands_work_pasted_into_a_fresh_shell():
+    """A fresh shell has no virtual environment active: every command the README shows runs the installed
+    tools by their path in .venv (or is a make target), never a bare `asrfair` or `python`."""
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    blocks, block, inside = [], [], False
+    for line in readme.splitlines():
+        if line.strip().startswith("```"):
+            if inside:
+                blocks.append("\n".join(block))
+            block, inside = [], not inside
+        elif inside:
+            block.append(line)
+    commands = []
+    for text in blocks:
+        joined = re.sub(r"\\\n\s*", " ", text)  # backslash-continued lines are one command
+        commands += [line.strip().removeprefix("$ ") for line in joined.splitlines() if line.strip().startswith(("$ ", "asrfair", "python", ".venv", "make", "pytest"))]
+    assert len(commands) >= 10
+    for command in commands:
+        assert command.split()[0] not in ("asrfair", "python", "python3", "pytest"), f"needs an activated venv: {command}"

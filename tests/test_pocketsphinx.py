@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import jiwer
 import numpy as np
 import pytest
+import soundfile
 
 from harness.audio import load_audio
 from harness.backends import load_backend
@@ -169,3 +171,77 @@ def test_synthesised_speech_is_recognised(backend, tmp_path):
     # Measured: "please call me back when you get on tonight", 8 of the 9 words; require a clear majority.
     assert len(overlap) >= 6, hypothesis
     assert {"call", "back", "tonight"} <= overlap, hypothesis
+
+
+def _alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_decoder_processes_die_with_their_parent(tmp_path):
+    """kill -9 of the main process: its decoder processes exit instead of waiting forever as orphans."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import multiprocessing, time\n"
+        "import numpy as np\n"
+        "from harness.backends import load_backend\n"
+        "from harness.backends.base import TranscriptionRequest\n"
+        "if __name__ == '__main__':\n"
+        "    backend = load_backend('pocketsphinx', {'processes': '2'})\n"
+        "    silence = np.zeros(16000, dtype=np.float32)\n"
+        "    backend.transcribe([TranscriptionRequest(utterance_id=f'u{i}', samples=silence, sample_rate_hz=16000) for i in range(4)])\n"
+        "    print(' '.join(str(p.pid) for p in multiprocessing.active_children()), flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        children = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(children) == 2 and all(_alive(pid) for pid in children)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(pid) for pid in children), "decoder processes outlived their parent"
+    finally:
+        parent.kill()
+        for pid in children if "children" in locals() else []:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_script_without_a_main_guard_is_not_run_again_in_the_decoder_processes(tmp_path):
+    """spawn re-imports the parent's main script in every child; the decoder processes must not, or a script
+    that calls asrfair at top level would start a second evaluation in each of them."""
+    import subprocess
+    import sys
+
+    for i in range(3):
+        soundfile.write(tmp_path / f"u{i}.wav", np.zeros(8000, dtype=np.float32), 16000)
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps({"id": f"u{i}", "audio": f"u{i}.wav", "text": "hello", "speaker": f"s{i}"}) + "\n" for i in range(3)))
+    script = tmp_path / "evaluate.py"
+    script.write_text(
+        "import os, multiprocessing\n"
+        "with open('started.txt', 'a') as log:\n"
+        "    log.write(f'{os.getpid()}\\n')\n"
+        "from harness.backends import load_backend\n"
+        "from harness.manifest import load_manifest\n"
+        "from harness.runner import run_evaluation\n"
+        "backend = load_backend('pocketsphinx', {'processes': '2'})\n"
+        "summary = run_evaluation(load_manifest('m.jsonl'), backend, out_dir='run', batch_size=3)\n"
+        "print(summary.n_written, summary.n_failed, backend._pool is not None, len(multiprocessing.active_children()))\n"
+    )
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert len((tmp_path / "started.txt").read_text().split()) == 1, "the script ran again in a decoder process"
+    # the batch was decoded by the two decoder processes (the pool is alive), and nothing failed
+    assert result.stdout.split() == ["3", "0", "True", "2"], result.stdout + result.stderr

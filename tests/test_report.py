@@ -116,3 +116,89 @@ def test_confidence_sets_every_label_and_interval(replay_run):
     write_report(narrow, replay_run, formats=["md"])
     text = (replay_run / "report.md").read_text(encoding="utf-8")
     assert "| 80% CI |" in text and "95%" not in text
+
+
+def _interrupt(run_dir, keep_ids):
+    """Make the run look like one stopped part-way: rows of keep_ids only, status interrupted."""
+    import sqlite3
+
+    record = json.loads((run_dir / "run.json").read_text())
+    record["status"] = "interrupted"
+    (run_dir / "run.json").write_text(json.dumps(record))
+    with sqlite3.connect(run_dir / "results.sqlite") as connection:
+        connection.execute(f"DELETE FROM results WHERE utterance_id NOT IN ({','.join('?' for _ in keep_ids)})", keep_ids)
+    (run_dir / "utterances.parquet").unlink()
+
+
+def test_every_output_of_an_incomplete_run_says_so_with_counts(replay_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    _interrupt(replay_run, ["u1", "u3", "u4"])
+    notice = f"Incomplete run (status interrupted): 3 of 4 utterance-conditions transcribed, 1 not transcribed yet"
+    runner = CliRunner()
+    result = runner.invoke(app, ["report", str(replay_run), "--by", "accent", "--format", "md,csv,json,html"])
+    assert result.exit_code == 0 and notice in result.output
+    assert notice in (replay_run / "report.md").read_text().replace("\\", "")
+    html = (replay_run / "report.html").read_text()
+    assert notice in html and 'class="warn"' in html and "3 of 4 utterance-conditions transcribed" in html
+    data = json.loads((replay_run / "report.json").read_text())
+    assert data["complete"] is False and data["incomplete_notice"].startswith(notice)
+    assert data["run"]["completeness"] == {"complete": False, "status": "interrupted", "expected": 4, "transcribed": 3, "missing": 1, "failed": 0}
+    assert runner.invoke(app, ["card", str(replay_run), "--by", "accent"]).exit_code == 0
+    for name in ("card.md", "card.html"):
+        assert notice in (replay_run / name).read_text().replace("\\", "")
+    result = runner.invoke(app, ["slices", str(replay_run), "--min-speakers", "2", "--min-words", "2", "--resamples", "50"])
+    assert result.exit_code == 0 and notice in result.output and notice in (replay_run / "slices.md").read_text().replace("\\", "")
+    assert json.loads((replay_run / "slices.json").read_text())["run"]["completeness"]["missing"] == 1
+    result = runner.invoke(app, ["compare", str(replay_run), str(replay_run), "--resamples", "50", "--out", str(tmp_path / "cmp")])
+    assert result.exit_code == 0 and f"A: {notice}" in result.output and f"B: {notice}" in result.output
+    assert f"A: {notice}" in (tmp_path / "cmp" / "comparison.md").read_text().replace("\\", "")
+
+
+def test_a_complete_run_carries_no_notice(replay_run):
+    report = build_report(replay_run, ReportOptions(by=("accent",)))
+    data = report.to_json()
+    assert data["complete"] is True and data["incomplete_notice"] is None
+    assert data["run"]["completeness"]["transcribed"] == data["run"]["completeness"]["expected"] == 4
+
+
+def test_a_run_killed_while_running_is_incomplete_even_with_every_row(replay_run):
+    record = json.loads((replay_run / "run.json").read_text())
+    record["status"] = "running"
+    (replay_run / "run.json").write_text(json.dumps(record))
+    data = build_report(replay_run, ReportOptions()).to_json()
+    assert data["complete"] is False and "status running" in data["incomplete_notice"]
+
+
+def test_report_files_are_replaced_as_a_set_and_record_their_slicing(replay_run):
+    write_report(build_report(replay_run, ReportOptions(by=("accent",))), replay_run, formats=["md", "csv", "json"])
+    removed = []
+    written = write_report(build_report(replay_run, ReportOptions(by=(), cross=False)), replay_run, formats=["md", "html"], on_removed=removed.append)
+    assert [p.name for p in written] == ["report.md", "report.html"]
+    assert sorted(p.name for p in removed) == ["report.csv", "report.json"]
+    assert not (replay_run / "report.json").exists() and not (replay_run / "report.csv").exists()
+    assert "- Slicing: overall only; small below 10 speakers or 100 words" in (replay_run / "report.md").read_text()
+    assert "<dt>Slicing</dt><dd>overall only;" in (replay_run / "report.html").read_text()
+    write_report(build_report(replay_run, ReportOptions(by=("accent",))), replay_run, formats=["json"])
+    assert json.loads((replay_run / "report.json").read_text())["options"]["by"] == ["accent"]
+    assert not (replay_run / "report.md").exists()
+
+
+def test_html_embeds_a_bounded_amount_of_text_per_utterance(tmp_path):
+    from harness.report.html import ALIGNMENT_LIMIT_WORDS, TEXT_LIMIT_CHARS, render_html
+
+    reference = " ".join(f"w{i}" for i in range(6000))  # about 35 kB of reference text
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"id": "long", "text": reference, "speaker": "s", "tags": {"accent": "a"}}) + "\n"
+                        + json.dumps({"id": "short", "text": "a b", "speaker": "t", "tags": {"accent": "a"}}) + "\n")
+    hypotheses = tmp_path / "h.jsonl"
+    hypotheses.write_text(json.dumps({"id": "long", "hypothesis": reference.replace("w1 ", "x1 ")}) + "\n" + json.dumps({"id": "short", "hypothesis": "a"}) + "\n")
+    options = {"hypotheses": str(hypotheses)}
+    run_evaluation(load_manifest(manifest, require_audio=False), load_backend("replay", options), out_dir=tmp_path / "run", backend_options=options)
+    page = render_html(build_report(tmp_path / "run", ReportOptions(by=("accent",))))
+    assert len(page) < 120_000  # the two texts alone are 70 kB; the page holds at most a capped part of each
+    assert f"{len(reference) - TEXT_LIMIT_CHARS:,} more characters not shown" in page
+    assert f"{6000 - ALIGNMENT_LIMIT_WORDS:,} more aligned words not shown" in page
+    assert "x1" in page  # the error itself is still shown
