@@ -96,7 +96,7 @@ Encoding = Annotated[str, typer.Option("--encoding", help="Text encoding of a JS
 
 @app.command()
 def validate(
-    manifest: Annotated[str, typer.Argument(help="Manifest: .jsonl, .csv, .tsv, .parquet or a Hugging Face dataset directory.")],
+    manifest: Annotated[str, typer.Argument(help="Manifest: .jsonl/.json, .csv, .tsv, .parquet, a folder written by save_to_disk, or hf://owner/name.")],
     id_column: IdColumn = "id", audio_column: AudioColumn = "audio", text_column: TextColumn = "text",
     speaker_column: SpeakerColumn = "speaker", tag_columns: TagColumns = None, missing_value: MissingValue = None,
     no_audio: Annotated[bool, typer.Option("--no-audio", help="Do not require audio (for replayed hypotheses).")] = False,
@@ -121,7 +121,7 @@ def validate(
 
 @app.command()
 def run(
-    manifest: Annotated[str, typer.Argument(help="Manifest: .jsonl, .csv, .tsv, .parquet or a Hugging Face dataset directory.")],
+    manifest: Annotated[str, typer.Argument(help="Manifest: .jsonl/.json, .csv, .tsv, .parquet, a folder written by save_to_disk, or hf://owner/name.")],
     backend: Annotated[str, typer.Option("--backend", help="ASR backend: pocketsphinx, transformers or replay.")] = "pocketsphinx",
     backend_arg: Annotated[Optional[list[str]], typer.Option("--backend-arg", help="Backend option KEY=VALUE; repeatable.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Utterances per backend call.")] = 16,

@@ -136,7 +136,7 @@ def test_every_output_of_an_incomplete_run_says_so_with_counts(replay_run, tmp_p
     from harness.cli import app
 
     _interrupt(replay_run, ["u1", "u3", "u4"])
-    notice = f"Incomplete run (status interrupted): 3 of 4 utterance-conditions transcribed, 1 not transcribed yet"
+    notice = "Incomplete run (status interrupted): 3 of 4 utterance-conditions transcribed, 1 not transcribed yet"
     runner = CliRunner()
     result = runner.invoke(app, ["report", str(replay_run), "--by", "accent", "--format", "md,csv,json,html"])
     assert result.exit_code == 0 and notice in result.output
