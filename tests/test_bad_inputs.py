@@ -221,7 +221,7 @@ def _(tmp, run):
     run = copy_run(run, tmp)
     out = tmp / "slices-here"
     out.write_text("a file")
-    return Invocation(["slices", str(run), "--out", str(out), "--min-speakers", "2", "--min-words", "1", "--resamples", "50"], (str(out), "is a file where a folder is needed", "--out"))
+    return Invocation(["slices", str(run), "--out", str(out), "--min-speakers", "2", "--min-words", "1", "--resamples", "100"], (str(out), "is a file where a folder is needed", "--out"))
 
 
 @case("files", "compare-out-is-a-file")
@@ -229,7 +229,7 @@ def _(tmp, run):
     run = copy_run(run, tmp)
     out = tmp / "compare-here"
     out.write_text("a file")
-    return Invocation(["compare", str(run), str(run), "--out", str(out), "--resamples", "50"], (str(out), "is a file where a folder is needed", "--out"))
+    return Invocation(["compare", str(run), str(run), "--out", str(out), "--resamples", "100"], (str(out), "is a file where a folder is needed", "--out"))
 
 
 @case("files", "preview-output-inside-a-file")

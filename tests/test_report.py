@@ -149,10 +149,10 @@ def test_every_output_of_an_incomplete_run_says_so_with_counts(replay_run, tmp_p
     assert runner.invoke(app, ["card", str(replay_run), "--by", "accent"]).exit_code == 0
     for name in ("card.md", "card.html"):
         assert notice in (replay_run / name).read_text().replace("\\", "")
-    result = runner.invoke(app, ["slices", str(replay_run), "--min-speakers", "2", "--min-words", "2", "--resamples", "50"])
+    result = runner.invoke(app, ["slices", str(replay_run), "--min-speakers", "2", "--min-words", "2", "--resamples", "100"])
     assert result.exit_code == 0 and notice in result.output and notice in (replay_run / "slices.md").read_text().replace("\\", "")
     assert json.loads((replay_run / "slices.json").read_text())["run"]["completeness"]["missing"] == 1
-    result = runner.invoke(app, ["compare", str(replay_run), str(replay_run), "--resamples", "50", "--out", str(tmp_path / "cmp")])
+    result = runner.invoke(app, ["compare", str(replay_run), str(replay_run), "--resamples", "100", "--out", str(tmp_path / "cmp")])
     assert result.exit_code == 0 and f"A: {notice}" in result.output and f"B: {notice}" in result.output
     assert f"A: {notice}" in (tmp_path / "cmp" / "comparison.md").read_text().replace("\\", "")
 
@@ -179,7 +179,7 @@ def test_report_files_are_replaced_as_a_set_and_record_their_slicing(replay_run)
     assert [p.name for p in written] == ["report.md", "report.html"]
     assert sorted(p.name for p in removed) == ["report.csv", "report.json"]
     assert not (replay_run / "report.json").exists() and not (replay_run / "report.csv").exists()
-    assert "- Slicing: overall only; small below 10 speakers or 100 words" in (replay_run / "report.md").read_text()
+    assert "- Slicing: overall only; metric wer; 95% confidence; small below" in (replay_run / "report.md").read_text()
     assert "<dt>Slicing</dt><dd>overall only;" in (replay_run / "report.html").read_text()
     write_report(build_report(replay_run, ReportOptions(by=("accent",))), replay_run, formats=["json"])
     assert json.loads((replay_run / "report.json").read_text())["options"]["by"] == ["accent"]
