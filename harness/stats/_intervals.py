@@ -117,7 +117,8 @@ def log_bounds(estimate: np.ndarray, variance: np.ndarray, df: np.ndarray, words
     upper bound for zero events (clustering cannot be estimated from no errors).
     """
     estimate = np.asarray(estimate, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # A handful of speakers can give a variance so large that exp overflows: the bound is then inf.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         spread = t_quantile(df, confidence) * np.sqrt(variance) / estimate
         centre = estimate * np.exp(variance / (2 * estimate**2))
         lower = centre * np.exp(-spread)
