@@ -105,4 +105,7 @@ def normalizer_version(name: str) -> str:
         from importlib.metadata import version
 
         return f"whisper-normalizer {version('whisper-normalizer')}"
-    return f"asrfair {name}"
+    name = ALIASES.get(name, name)
+    # `basic` changed meaning (ASCII-only before 2026-11-30, every script since): the version in the
+    # record makes resuming an old `basic` run refuse instead of mixing two normalisations.
+    return {"basic": "asrfair basic 2 (NFKC, casefold, every script)"}.get(name, f"asrfair {name}")

@@ -96,8 +96,8 @@ def _espeak(speaker: str, accent: str, native: bool, voice: str, rate_wpm: int, 
     )
 
 
-# Ten synthetic speakers per accent, so that every accent clears the report's default minimum of ten
-# speakers and its interval is a real speaker bootstrap rather than omitted. Variants differ in pitch
+# Ten synthetic speakers per accent, so that every accent clears the report's default minimum of eight
+# effective speakers and gets an interval rather than a "small" flag. Variants differ in pitch
 # (sox cents / espeak-ng pitch) and speaking rate (sox tempo / espeak-ng words per minute).
 SPEAKERS_PER_ACCENT = 10
 FLITE_VARIANTS = ((0, 1.0), (200, 0.96), (-200, 1.05), (350, 1.0), (-300, 0.95), (120, 1.08), (-120, 0.92), (260, 1.04), (-250, 1.0), (60, 0.98))

@@ -1,7 +1,7 @@
 """Two runs on the same utterances (two models, or before and after a fine-tune), paired by utterance id.
 
 Overall and per slice: WER of each run and the change with a speaker-clustered interval and p-value; and
-whether the gap between the best and the worst slice shrank, from one joint bootstrap over speakers.
+whether the gap between the best and the worst slice shrank, from intervals that hold for every slice of both runs at once.
 """
 
 from __future__ import annotations
