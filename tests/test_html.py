@@ -170,3 +170,18 @@ def test_html_with_conditions_has_degradation_table_and_inline_plot(tmp_path):
     assert figure.lstrip().startswith("<svg") and "<?xml" not in figure and "<!--" not in figure
     assert "Failed utterances (2)" in page and "cannot transcribe" in page
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "").replace('xmlns:xlink="http://www.w3.org/1999/xlink"', "").replace("http://purl.org", "")
+
+
+def test_robustness_figure_names_the_metric_not_a_slice(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from harness.report.conditions import robustness_figure
+
+    report = build_report(noisy_run(tmp_path), OPTIONS)
+    figure = robustness_figure(report.conditions)
+    try:
+        assert figure._suptitle.get_text().startswith("WER against SNR")
+        assert figure.axes[0].get_ylabel() == "WER (%)"
+        assert "95% speaker-clustered intervals" in figure._suptitle.get_text()
+    finally:
+        plt.close(figure)

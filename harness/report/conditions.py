@@ -132,6 +132,22 @@ def _differential_tests(change: stats.PairedChange, cells: stats.SliceCells, row
 
 def robustness_plot(analysis: ConditionAnalysis, path_stem: Path) -> list[Path]:
     """WER against SNR, one line per slice with its interval band, one panel per profile; SVG and PNG."""
+    import matplotlib.pyplot as plt
+
+    figure = robustness_figure(analysis)
+    if figure is None:
+        return []
+    written = []
+    for suffix in (".svg", ".png"):
+        target = path_stem.with_suffix(suffix)
+        figure.savefig(target, dpi=110)
+        written.append(target)
+    plt.close(figure)
+    return written
+
+
+def robustness_figure(analysis: ConditionAnalysis):
+    """The matplotlib figure behind `robustness_plot`, or None when no condition has an SNR."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,9 +156,9 @@ def robustness_plot(analysis: ConditionAnalysis, path_stem: Path) -> list[Path]:
     frame = pd.DataFrame(analysis.rows)
     frame = frame[frame["snr_db"].notna()]
     m = analysis.metric
-    label = m.upper()
+    metric_label = m.upper()
     if frame.empty:
-        return []
+        return None
     dims = list(dict.fromkeys(frame["dimension"]))
     profiles = list(dict.fromkeys(frame["profile"]))
     figure, axes = plt.subplots(len(dims), len(profiles), figsize=(max(5.5, 4.2 * len(profiles)), 3.6 * len(dims)), squeeze=False, sharey=True)
@@ -164,15 +180,9 @@ def robustness_plot(analysis: ConditionAnalysis, path_stem: Path) -> list[Path]:
             axis.set_title(f"{profile} — by {dim}", fontsize=9)
             axis.set_xlabel("SNR (dB)")
             if c == 0:
-                axis.set_ylabel(f"{label} (%)")
+                axis.set_ylabel(f"{metric_label} (%)")
             axis.grid(alpha=0.3)
             axis.legend(fontsize=7)
-    figure.suptitle(f"{label} against SNR\nthin lines: clean {label}; bands: {stats.confidence_label(analysis.confidence)} speaker-clustered intervals", fontsize=9)
+    figure.suptitle(f"{metric_label} against SNR\nthin lines: clean {metric_label}; bands: {stats.confidence_label(analysis.confidence)} speaker-clustered intervals", fontsize=9)
     figure.tight_layout()
-    written = []
-    for suffix in (".svg", ".png"):
-        target = path_stem.with_suffix(suffix)
-        figure.savefig(target, dpi=110)
-        written.append(target)
-    plt.close(figure)
-    return written
+    return figure
