@@ -122,13 +122,16 @@ def validate(
 @app.command()
 def run(
     manifest: Annotated[str, typer.Argument(help="Manifest: .jsonl/.json, .csv, .tsv, .parquet, a folder written by save_to_disk, or hf://owner/name.")],
-    backend: Annotated[str, typer.Option("--backend", help="ASR backend: pocketsphinx, transformers or replay.")] = "pocketsphinx",
+    backend: Annotated[str, typer.Option("--backend", help="ASR backend (see `asrfair backends`), or package.module:Class.")] = "pocketsphinx",
     backend_arg: Annotated[Optional[list[str]], typer.Option("--backend-arg", help="Backend option KEY=VALUE; repeatable.")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Utterances per backend call.")] = 16,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Utterances per backend call (default 16, or the backend's concurrency if larger).")] = None,
     normalizer: Annotated[str, typer.Option("--normalizer", help="Text normaliser: basic (every script, NFKC, case-folded), basic-fold-diacritics, ascii (sclite-compatible), whisper-english, none.")] = "basic",
     seed: Annotated[int, typer.Option("--seed", help="Run seed; every random draw derives from (seed, utterance, condition).")] = 0,
     out: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default reports/<run-id>).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed/--no-retry-failed", help="On --resume, send again utterances that failed for a retryable reason (rate limit, timeout).")] = True,
+    cache: Annotated[bool, typer.Option("--cache", help="Reuse transcripts of the same audio, condition and backend from the transcript cache, and add new ones.")] = False,
+    cache_file: Annotated[Optional[Path], typer.Option("--cache-file", help="Transcript cache file (default $ASRFAIR_HOME/transcripts.sqlite).")] = None,
     profile: Annotated[Optional[list[str]], typer.Option("--profile", help="Noise profile name or YAML path; repeatable.")] = None,
     snr: Annotated[Optional[str], typer.Option("--snr", help="Comma-separated SNRs in dB for additive noise, e.g. 20,10,5,0.")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Threads preparing audio ahead of the backend.")] = 2,
@@ -163,6 +166,7 @@ def run(
         options = parse_backend_args(backend_arg or [])
         columns = _column_map(id_column, audio_column, text_column, speaker_column, tag_columns, missing_value)
         loaded = load_manifest(manifest, columns=columns, require_audio=backend != "replay", encoding=encoding)
+        transcript_cache = _open_cache(cache_file) if cache or cache_file else None
         engine = load_backend(backend, options)
         # A live bar on a terminal; in a log (CI, nohup, 2>file) a bar shows nothing, so plain periodic lines instead.
         live = sys.stderr.isatty()
@@ -177,7 +181,7 @@ def run(
 
             summary = run_evaluation(
                 loaded, engine, out_dir=out_dir, normalizer=normalizer, seed=seed, batch_size=batch_size,
-                conditions=conditions, resume=resume, prep_workers=workers, backend_options=options,
+                conditions=conditions, resume=resume, retry_failed=retry_failed, cache=transcript_cache, prep_workers=workers, backend_options=options,
                 progress=progress, stop_requested=stop.is_set, on_batch=None if log is None else log.rows,
                 max_duration_s=max_duration_s if max_duration_s != 0 else None, max_reference_words=max_reference_words if max_reference_words != 0 else None,
             )
@@ -190,13 +194,10 @@ def run(
     if summary is None or summary.stopped_early:
         _say(f"interrupted; finished batches are saved. Continue with the same command plus --resume --out {out_dir}.")
         raise typer.Exit(code=143 if stop is not None and stop.signal_name == "SIGTERM" else 130)
-    coverage = getattr(engine, "coverage", None)
-    if coverage is not None and (coverage.n_missing or coverage.n_unused):
-        _say(
-            f"replay: {coverage.n_missing} of {coverage.n_manifest} manifest utterances have no hypothesis and were scored as empty transcripts "
-            f"(e.g. {list(coverage.missing_examples)}); {coverage.n_unused} hypotheses match no manifest utterance (e.g. {list(coverage.unused_examples)}).",
-        )
-    _say(f"{summary.n_written} utterance-conditions transcribed in {summary.seconds:.1f} s ({summary.n_done_before} already done, {summary.n_failed} failed). Run: {summary.out_dir}")
+    for note in summary.notes:
+        _say(note)
+    extra = "".join([f", {summary.n_retried} retried" if summary.n_retried else "", f", {summary.n_cached} from the cache" if summary.n_cached else ""])
+    _say(f"{summary.n_written} utterance-conditions transcribed in {summary.seconds:.1f} s ({summary.n_done_before} already done, {summary.n_failed} failed{extra}). Run: {summary.out_dir}")
     if by:
         try:
             _report(summary.out_dir, by, cross=cross, min_speakers=min_speakers, min_words=min_words, formats="md,csv,json")
@@ -326,12 +327,103 @@ def compare(
 
 
 @app.command()
-def backends() -> None:
-    """List the registered backends (without importing them)."""
-    from harness.backends import BACKENDS
+def rescore(
+    run_dir: Annotated[Path, typer.Argument(help="A complete run directory written by `asrfair run`.")],
+    normalizer: Annotated[str, typer.Option("--normalizer", help="Text normaliser: basic, basic-fold-diacritics, ascii, whisper-english, none.")],
+    out: Annotated[Path, typer.Option("--out", help="New run directory for the re-scored rows.")],
+    by: ByOption = None,
+    min_speakers: MinSpeakers = 8.0,
+    min_words: MinWords = 100,
+) -> None:
+    """Re-score a run's stored hypotheses with another normaliser, without transcribing again."""
+    from harness.rescore import rescore_run
 
-    for name, target in BACKENDS.items():
-        _say(f"{name:14s} {target}", to=console)
+    try:
+        summary = rescore_run(run_dir, normalizer=normalizer, out_dir=out)
+    except HarnessError as error:
+        _fail(error)
+    wer = lambda value: "–" if value is None else f"{value:.2%}"  # noqa: E731
+    _say(f"re-scored {summary.n_rescored} of {summary.n_rows} rows with normaliser {normalizer}: WER {wer(summary.wer_before)} -> {wer(summary.wer_after)}. Run: {summary.out_dir}")
+    if by:
+        _report(summary.out_dir, by, cross=False, min_speakers=min_speakers, min_words=min_words, formats="md,csv,json")
+
+
+@app.command()
+def backends() -> None:
+    """List every backend (built-in and plugins) with its options and whether what it needs is installed."""
+    from harness.backends import list_backends
+
+    for info in list_backends():
+        if info.error:
+            state = f"cannot load: {info.error}"
+        elif info.missing:
+            state = f"not installed (missing {', '.join(info.missing)}; pip install 'asrfair[{info.extra}]')" if info.extra else f"not installed (missing {', '.join(info.missing)})"
+        else:
+            state = "installed"
+        source = "" if info.source == "built-in" else f" [plugin from {info.source}: {info.target}]"
+        _say(f"{info.name}{source}: {state}", to=console)
+        if info.summary:
+            _say(f"  {info.summary}", to=console)
+        for option in info.options:
+            default = "" if option.default is None else f" (default {option.default})"
+            _say(f"    {option.name}{default}: {option.help}", to=console)
+
+
+@app.command()
+def serve(
+    backend: Annotated[str, typer.Option("--backend", help="Local backend to serve (see `asrfair backends`), or package.module:Class.")] = "pocketsphinx",
+    backend_arg: Annotated[Optional[list[str]], typer.Option("--backend-arg", help="Backend option KEY=VALUE; repeatable.")] = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on. 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port; 0 picks a free one (printed at start).")] = 8000,
+    model_name: Annotated[Optional[str], typer.Option("--model-name", help="Model name clients send (default: the backend's name).")] = None,
+    api_key_env: Annotated[Optional[str], typer.Option("--api-key-env", help="Require 'Authorization: Bearer KEY' with the key held in this environment variable.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Most requests transcribed in one backend call.")] = 16,
+    max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", min=0, help="How long a request waits for others to share its batch.")] = 10.0,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.001, help="Largest upload accepted; larger ones get HTTP 413.")] = 25.0,
+) -> None:
+    """Serve a local backend as an OpenAI-compatible transcription API (POST /v1/audio/transcriptions)."""
+    import logging
+    import os
+
+    from harness.backends import load_backend, parse_backend_args
+    from harness.errors import ConfigError
+    from harness.serve import ServeOptions, bind_socket, create_app, serve_forever, url_of
+
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        _fail(ConfigError("asrfair serve needs aiohttp. Install it with `pip install 'asrfair[serve]'`."))
+    engine = None
+    try:
+        api_key = None
+        if api_key_env:
+            api_key = os.environ.get(api_key_env)
+            if not api_key:
+                raise ConfigError(f"--api-key-env {api_key_env}: that environment variable is empty or unset. Export the key first, e.g. export {api_key_env}=....")
+        engine = load_backend(backend, parse_backend_args(backend_arg or []))
+        options = ServeOptions(model_name=model_name or engine.name, api_key=api_key, max_upload_bytes=int(max_upload_mb * 1024 * 1024), batch_size=batch_size, max_wait_s=max_wait_ms / 1000)
+        application = create_app(engine, options)
+        sock = bind_socket(host, port)
+    except HarnessError as error:
+        if engine is not None:
+            engine.close()
+        _fail(error)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    url = url_of(sock)
+
+    def ready(_message: str) -> None:
+        print(f"serving {engine.name} as model {options.model_name!r} at {url} (POST {url}/audio/transcriptions); Ctrl-C to stop", flush=True)
+
+    try:
+        serve_forever(application, sock, on_ready=ready)
+    finally:
+        engine.close()
+
+
+def _open_cache(path: Optional[Path]):
+    from harness.cache import TranscriptCache, default_cache_path
+
+    return TranscriptCache(path or default_cache_path())
 
 
 @noise_app.command("list")

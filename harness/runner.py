@@ -28,17 +28,17 @@ from typing import Any
 import numpy as np
 
 from harness.audio import DEFAULT_MAX_DURATION_S, load_audio
-from harness.backends import Backend, TranscriptionRequest, describe_backend
+from harness.backends import Backend, FatalBackendError, Transcript, TranscriptionError, TranscriptionRequest, describe_backend
 from harness.errors import AudioError, ConfigError, HarnessError, OutputError
 from harness.manifest import Manifest, Utterance
 from harness.normalize import get_normalizer, normalizer_version
+from harness.rundir import CLEAN, EXPORT_FILE, RESULTS_FILE, RUN_FILE, read_run_record
 from harness.scoring import score_many
 from harness.seeding import rng_for, seed_for
-from harness.store import RESULTS_FILE, ResultStore
+from harness.store import ResultStore
 
-RUN_FILE = "run.json"
-EXPORT_FILE = "utterances.parquet"
-CLEAN = "clean"
+__all__ = ["CLEAN", "EXPORT_FILE", "RUN_FILE", "Condition", "RunSummary", "audio_loader", "build_conditions", "read_run_record", "run_evaluation"]
+DEFAULT_BATCH_SIZE = 16
 DEFAULT_MAX_REFERENCE_WORDS = 20_000
 """Longest reference scored by default. Alignment costs grow with the product of the two lengths: a 50 MB
 reference took 3.3 GB. A longer one fails its utterance with the reason; raise it with --max-reference-words."""
@@ -101,6 +101,10 @@ class RunSummary:
     n_failed: int
     seconds: float
     stopped_early: bool = False
+    n_retried: int = 0  # rows that had failed for a retryable reason and were sent again
+    n_cached: int = 0  # transcripts taken from the transcript cache instead of the backend
+    batch_size: int = DEFAULT_BATCH_SIZE
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,8 +118,11 @@ class _Prepared:
     item: _WorkItem
     request: TranscriptionRequest | None = None
     error: str | None = None
+    failure: str | None = None  # "retryable" or "permanent" once failed
     audio_duration_s: float | None = None
     noise: list[dict[str, Any]] = field(default_factory=list)
+    noise_seed: int | None = None
+    result: Transcript | None = None
 
 
 def run_evaluation(
@@ -125,9 +132,11 @@ def run_evaluation(
     out_dir: str | Path,
     normalizer: str = "basic",
     seed: int = 0,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     conditions: Sequence[Condition] = (Condition(),),
     resume: bool = False,
+    retry_failed: bool = True,
+    cache: Any = None,
     prep_workers: int = 2,
     prefetch_batches: int = 4,
     backend_options: dict[str, str] | None = None,
@@ -139,17 +148,39 @@ def run_evaluation(
 ) -> RunSummary:
     """Transcribe and score every (utterance, condition) not yet in `out_dir`, one batch per transaction.
 
-    `stop_requested` is polled after each batch; when it returns True the run stops cleanly with every
-    finished batch saved (the CLI sets it on the first Ctrl-C or SIGTERM, since a native decoder may
-    swallow them). An utterance whose audio is longer than `max_duration_s` or whose reference has more
-    than `max_reference_words` words fails alone with the reason (None: no limit). `on_batch` receives
-    each batch's rows once they are committed (progress lines with a running WER).
+    On resume, rows that failed for a retryable reason (rate limits, timeouts) are sent again and
+    replaced, unless `retry_failed` is False; a finished utterance is never sent again. `batch_size`
+    None means 16, or the backend's concurrency when that is larger. `cache` (a
+    harness.cache.TranscriptCache) supplies transcripts already made of the same audio, condition and
+    backend. `stop_requested` is polled after each batch; when it returns True the run stops cleanly
+    with every finished batch saved (the CLI sets it on the first Ctrl-C or SIGTERM, since a native
+    decoder may swallow them). An utterance whose audio is longer than `max_duration_s` or whose
+    reference has more than `max_reference_words` words fails alone with the reason (None: no limit).
+    `on_batch` receives each batch's rows once they are committed (progress lines with a running WER).
+    The backend is closed when the run ends, however it ends.
     """
+    try:
+        return _run(manifest, backend, out_dir=Path(out_dir), normalizer=normalizer, seed=seed, batch_size=batch_size, conditions=conditions, resume=resume,
+                    retry_failed=retry_failed, cache=cache, prep_workers=prep_workers, prefetch_batches=prefetch_batches, backend_options=backend_options,
+                    progress=progress, stop_requested=stop_requested, max_duration_s=max_duration_s, max_reference_words=max_reference_words, on_batch=on_batch)
+    finally:
+        backend.close()
+
+
+def _run(manifest: Manifest, backend: Backend, *, out_dir: Path, normalizer: str, seed: int, batch_size: int | None, conditions: Sequence[Condition], resume: bool,
+         retry_failed: bool, cache: Any, prep_workers: int, prefetch_batches: int, backend_options: dict[str, str] | None,
+         progress: Callable[[int, int], None] | None, stop_requested: Callable[[], bool] | None, max_duration_s: float | None,
+         max_reference_words: int | None, on_batch: Callable[[list[dict[str, Any]]], None] | None) -> RunSummary:
+    if batch_size is None:
+        batch_size = max(DEFAULT_BATCH_SIZE, int(backend.concurrency))
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}.")
     for option, limit in (("--max-duration-s", max_duration_s), ("--max-reference-words", max_reference_words)):
         if limit is not None and not limit > 0:
             raise ConfigError(f"{option} {limit:g}: a limit must be positive. Give a larger value, or 0 for no limit.")
+    notes: list[str] = []
+    if batch_size < backend.concurrency:
+        notes.append(f"--batch-size {batch_size} is below the {backend.concurrency} utterances backend {backend.name!r} can work on at once; a larger batch keeps it busy.")
     normalize = get_normalizer(normalizer)
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, resume=resume)
@@ -157,9 +188,7 @@ def run_evaluation(
     needs_audio = backend.sample_rate_hz is not None
     if not needs_audio and any(c.profile is not None for c in conditions):
         raise ConfigError(f"backend {backend.name!r} replays transcripts and takes no audio, so noise profiles cannot apply. Drop --profile, or use an audio backend.")
-    prepare = getattr(backend, "prepare", None)
-    if callable(prepare):
-        prepare([u.id for u in manifest])
+    backend.prepare([u.id for u in manifest])
     if needs_audio and any(c.profile is not None for c in conditions):
         from harness.noise import prepare as prepare_profile
 
@@ -183,39 +212,58 @@ def run_evaluation(
         started = time.perf_counter()
         # The store is opened (and a damaged one refused) before run.json records a new session.
         with ResultStore(out_dir / RESULTS_FILE) as store:
-            done = store.done_keys()
+            done = store.done_keys(retry_failed=retry_failed)
+            retrying = store.retryable_keys() if retry_failed else set()
             run_record["backend_details"] = describe_backend(backend)
-            session = {"started_at": _now(), "batch_size": batch_size}
+            session: dict[str, Any] = {"started_at": _now(), "batch_size": batch_size, "retry_failed": retry_failed}
             run_record.setdefault("sessions", []).append(session)
             _write_json(out_dir / RUN_FILE, run_record)
             work = [_WorkItem(u, c) for u in manifest for c in conditions if (u.id, c.key) not in done]
             n_total = len(manifest) * len(conditions)
             load = _audio_loader(backend.sample_rate_hz, max_duration_s=max_duration_s) if needs_audio else None
             babble_candidates = [u for u in manifest if u.has_audio]
-            failed = 0
+            cache_scope = cache.scope(backend) if cache is not None else None
+            failed = cached = 0
             interrupted = True
+            progress_base = len(done)
+
+            def within_batch(n_finished: int) -> None:
+                if progress is not None:
+                    progress(progress_base + written + n_finished, n_total)
+
+            backend.set_progress(within_batch)
             try:
                 for prepared in _prepared_batches(work, batch_size, load, babble_candidates, seed, prep_workers, prefetch_batches, max_reference_words):
-                    rows = _transcribe_and_score(backend, prepared, normalize)
+                    rows, n_cached = _transcribe_and_score(backend, prepared, normalize, cache_scope)
                     store.write_batch(rows)
                     written += len(rows)
+                    cached += n_cached
                     failed += sum(row["status"] == "failed" for row in rows)
                     if on_batch is not None:
                         on_batch(rows)
                     if progress is not None:
-                        progress(len(done) + written, n_total)
+                        progress(progress_base + written, n_total)
                     if stop_requested is not None and stop_requested():
                         break
                 else:
                     interrupted = False
             finally:
+                backend.set_progress(None)
                 session["ended_at"] = _now()
                 session["written"] = written
+                session["retried"] = len(retrying & {(i.utterance.id, i.condition.key) for i in work[:written]})
                 session["interrupted"] = interrupted
+                if cache is not None:
+                    session["cache"] = {"path": str(cache.path), "hits": cached}
+                stats = backend.stats()
+                if stats:
+                    session["backend_stats"] = stats
+                    run_record["backend_stats"] = _sum_stats(s.get("backend_stats") or {} for s in run_record["sessions"])
                 try:
                     complete = not interrupted and store.count() == n_total
                     run_record["status"] = "complete" if complete else "interrupted"
                     run_record["backend_details"] = describe_backend(backend)
+                    run_record["failures"] = store.failure_counts()
                     _write_json(out_dir / RUN_FILE, run_record)
                     if complete:
                         store.to_frame().to_parquet(out_dir / EXPORT_FILE, index=False)
@@ -224,7 +272,8 @@ def run_evaluation(
                     # the one to report, and resume works from results.sqlite whatever run.json says.
                     if not interrupted:
                         raise
-        return RunSummary(out_dir=out_dir, n_total=n_total, n_done_before=len(done), n_written=written, n_failed=failed, seconds=time.perf_counter() - started, stopped_early=interrupted)
+        return RunSummary(out_dir=out_dir, n_total=n_total, n_done_before=len(done), n_written=written, n_failed=failed, seconds=time.perf_counter() - started,
+                          stopped_early=interrupted, n_retried=session["retried"], n_cached=cached, batch_size=batch_size, notes=tuple(notes + backend.notes()))
     except (OSError, sqlite3.Error) as error:
         raise _output_error(error, out_dir, n_finished=len(done) + written) from error
     finally:
@@ -288,6 +337,18 @@ def _lock_run_dir(out_dir: Path):
     return handle
 
 
+def _sum_stats(records: Any) -> dict[str, Any]:
+    """Add per-session counters key by key (nested dicts too), so run.json holds totals over every session."""
+    total: dict[str, Any] = {}
+    for record in records:
+        for key, value in record.items():
+            if isinstance(value, dict):
+                total[key] = _sum_stats([total.get(key) or {}, value])
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                total[key] = total.get(key, 0) + value
+    return total
+
+
 def _open_run(out_dir: Path, config: dict[str, Any], *, resume: bool) -> dict[str, Any]:
     run_file = out_dir / RUN_FILE
     if run_file.exists():
@@ -302,22 +363,6 @@ def _open_run(out_dir: Path, config: dict[str, Any], *, resume: bool) -> dict[st
                 )
         return previous
     return {"asrfair_version": _version("asrfair"), "created_at": _now(), **config, "environment": _environment(), "status": "running"}
-
-
-def read_run_record(run_file: Path) -> dict[str, Any]:
-    """run.json as a dict; a damaged or foreign file is a ConfigError naming it, never a traceback."""
-    try:
-        record = json.loads(run_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{run_file}:{exc.lineno}: not valid JSON ({exc.msg} at column {exc.colno}): the run record is damaged (truncated?). "
-            "Restore it from a copy, or start the run again in a new --out folder."
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{run_file}: byte {exc.start} is not UTF-8: this is not a run record written by asrfair. Point at a run folder, or restore the file.") from None
-    if not isinstance(record, dict) or "manifest" not in record or "backend" not in record:
-        raise ConfigError(f"{run_file}: not a run record written by asrfair (no 'manifest' and 'backend' fields). Point at a folder written by `asrfair run`, or restore the file.")
-    return record
 
 
 def _audio_loader(rate_hz: int, *, max_duration_s: float | None = DEFAULT_MAX_DURATION_S) -> Callable[[Utterance], np.ndarray]:
@@ -372,9 +417,9 @@ def _prepare_item(item: _WorkItem, load: Callable[[Utterance], np.ndarray] | Non
     try:
         samples = load(utterance)
     except HarnessError as error:
-        return _Prepared(item, error=str(error))
+        return _Prepared(item, error=str(error), failure="permanent")
     except Exception as error:  # a decoder crash fails this utterance, not the run
-        return _Prepared(item, error=f"{utterance.audio}: {type(error).__name__}: {error}")
+        return _Prepared(item, error=f"{utterance.audio}: {type(error).__name__}: {error}", failure="permanent")
     duration_s = len(samples) / rate_hz
     noise: list[dict[str, Any]] = []
     if condition.profile is not None:
@@ -384,12 +429,15 @@ def _prepare_item(item: _WorkItem, load: Callable[[Utterance], np.ndarray] | Non
         try:
             samples, noise = apply_profile(condition.profile, samples.copy(), rate_hz, snr_db=condition.snr_db, rng=rng, babble_pool=babble_pool_for(utterance.id, babble_candidates, load))
         except HarnessError as error:
-            return _Prepared(item, error=f"condition {condition.key}: {error}")
+            return _Prepared(item, error=f"condition {condition.key}: {error}", failure="permanent")
         except Exception as error:
-            return _Prepared(item, error=f"condition {condition.key}: {type(error).__name__}: {error}")
-        noise = [{"seed": seed_for(seed, utterance.id, condition.key)}, *noise]
+            return _Prepared(item, error=f"condition {condition.key}: {type(error).__name__}: {error}", failure="permanent")
+        noise_seed = seed_for(seed, utterance.id, condition.key)
+        noise = [{"seed": noise_seed}, *noise]
+    else:
+        noise_seed = None
     request = TranscriptionRequest(utterance_id=utterance.id, samples=samples, sample_rate_hz=rate_hz, condition=condition.key)
-    return _Prepared(item, request, audio_duration_s=duration_s, noise=noise)
+    return _Prepared(item, request, audio_duration_s=duration_s, noise=noise, noise_seed=noise_seed)
 
 
 def reference_too_long(text: str, max_words: int | None) -> str | None:
@@ -421,30 +469,41 @@ def audio_loader(rate_hz: int, *, max_duration_s: float | None = DEFAULT_MAX_DUR
     return _audio_loader(rate_hz, max_duration_s=max_duration_s)
 
 
-def _transcribe_and_score(backend: Backend, prepared: list[_Prepared], normalize: Callable[[str], str]) -> list[dict[str, Any]]:
+def _transcribe_and_score(backend: Backend, prepared: list[_Prepared], normalize: Callable[[str], str], cache: Any = None) -> tuple[list[dict[str, Any]], int]:
+    """Transcribe the batch (cached transcripts first), score it, and build its rows. Returns (rows, cache hits)."""
     ready = [p for p in prepared if p.error is None]
-    hypotheses: dict[int, str] = {}
+    n_cached = 0
+    if cache is not None:
+        for p in ready:
+            p.result = cache.get(p.request, p.noise_seed)
+        n_cached = sum(p.result is not None for p in ready)
+        ready = [p for p in ready if p.result is None]
     if ready:
         try:
-            texts = backend.transcribe([p.request for p in ready])  # type: ignore[misc]
-            if len(texts) != len(ready):
-                raise HarnessError(f"backend {backend.name!r} returned {len(texts)} transcripts for {len(ready)} utterances")
-            hypotheses = {id(p): t for p, t in zip(ready, texts)}
-        except KeyboardInterrupt:
+            results = backend.transcribe([p.request for p in ready])  # type: ignore[misc]
+            if len(results) != len(ready):
+                raise HarnessError(f"backend {backend.name!r} returned {len(results)} transcripts for {len(ready)} utterances")
+            for p, result in zip(ready, results):
+                _take(p, result, backend)
+        except (KeyboardInterrupt, FatalBackendError):
             raise
         except Exception:
             # One utterance may have broken the batch: retry alone so only it fails.
             for p in ready:
                 try:
-                    hypotheses[id(p)] = backend.transcribe([p.request])[0]  # type: ignore[list-item]
-                except KeyboardInterrupt:
+                    _take(p, backend.transcribe([p.request])[0], backend)  # type: ignore[list-item]
+                except (KeyboardInterrupt, FatalBackendError):
                     raise
+                except TranscriptionError as error:
+                    _take(p, error, backend)
                 except Exception as error:
-                    p.error = f"backend {backend.name!r} failed: {type(error).__name__}: {error}"
+                    # The harness cannot tell why an engine crashed: a resume may try it again.
+                    p.error, p.failure = f"backend {backend.name!r} failed: {type(error).__name__}: {error}", "retryable"
+        if cache is not None:
+            cache.put_many([(p.request, p.noise_seed, p.result) for p in ready if p.error is None and p.result is not None])
     scored = [p for p in prepared if p.error is None]
-    scores = score_many([p.item.utterance.text for p in scored], [hypotheses[id(p)] or "" for p in scored], normalize)
+    scores = score_many([p.item.utterance.text for p in scored], [p.result.text or "" for p in scored], normalize)  # type: ignore[union-attr]
     score_of = {id(p): s for p, s in zip(scored, scores)}
-    has_hypothesis = getattr(backend, "has_hypothesis", None)
     rows = []
     for p in prepared:
         utterance, condition = p.item.utterance, p.item.condition
@@ -453,25 +512,34 @@ def _transcribe_and_score(backend: Backend, prepared: list[_Prepared], normalize
             "speaker": utterance.speaker, "reference": utterance.text, "tags_json": dict(utterance.tags),
             "noise_json": p.noise or None, "audio_duration_s": p.audio_duration_s,
         }
+        if p.result is not None:
+            row.update(latency_s=p.result.latency_s, attempts=p.result.attempts)
         if p.error is not None:
-            row.update(status="failed", error=p.error)
+            row.update(status="failed", error=p.error, failure=p.failure or "permanent")
         else:
             s = score_of[id(p)]
-            row.update(status="ok", hypothesis=hypotheses[id(p)], **s.as_dict())
-            if callable(has_hypothesis) and not has_hypothesis(utterance.id):
-                row["error"] = "no hypothesis in the replay file; scored as an empty transcript"
+            row.update(status="ok", hypothesis=p.result.text, **s.as_dict())  # type: ignore[union-attr]
+            if p.result.note:  # type: ignore[union-attr]
+                row["error"] = p.result.note  # type: ignore[union-attr]
         rows.append(row)
-    return rows
+    return rows, n_cached
+
+
+def _take(p: _Prepared, result: Any, backend: Backend) -> None:
+    """Record one backend result on its prepared item: a transcript, or why it failed."""
+    if isinstance(result, TranscriptionError):
+        p.error, p.failure = f"backend {backend.name!r}: {result}", result.kind
+        p.result = Transcript(text="", latency_s=result.latency_s, attempts=result.attempts)
+    elif isinstance(result, Transcript):
+        p.result = result
+    elif isinstance(result, str):
+        p.result = Transcript(text=result)
+    else:
+        raise HarnessError(f"backend {backend.name!r} returned {type(result).__name__} for utterance {p.item.utterance.id!r}; expected a string, a Transcript or a TranscriptionError")
 
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _write_json(path: Path, record: dict[str, Any]) -> None:
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(record, indent=2, sort_keys=False, default=str), encoding="utf-8")
-    temporary.replace(path)  # atomic: a crash never leaves a half-written run.json
 
 
 def _version(package: str) -> str | None:

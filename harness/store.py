@@ -16,8 +16,8 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import ConfigError
+from harness.rundir import RESULTS_FILE  # noqa: F401 - the run directory module owns file names; re-exported here
 
-RESULTS_FILE = "results.sqlite"
 # SQLite's names for "this file is not a database" and "its pages are damaged".
 DAMAGED = ("SQLITE_NOTADB", "SQLITE_CORRUPT")
 
@@ -46,6 +46,11 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("audio_duration_s", "REAL"),
     ("tags_json", "TEXT"),
     ("noise_json", "TEXT"),
+    # What the backend measured: the time of the request that answered, requests sent, and for a
+    # failed row whether trying again could succeed ("retryable") or not ("permanent").
+    ("latency_s", "REAL"),
+    ("attempts", "INTEGER"),
+    ("failure", "TEXT"),
 )
 COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
 
@@ -63,6 +68,11 @@ class ResultStore:
             self._connection.execute("PRAGMA synchronous=FULL")
             columns = ", ".join(f"{name} {kind}" for name, kind in COLUMNS)
             self._connection.execute(f"CREATE TABLE IF NOT EXISTS results ({columns}, PRIMARY KEY (utterance_id, condition_key))")
+            # A run written before a column existed gains it empty, so it can be resumed and reported.
+            present = {row[1] for row in self._connection.execute("PRAGMA table_info(results)")}
+            for name, kind in COLUMNS:
+                if name not in present:
+                    self._connection.execute(f"ALTER TABLE results ADD COLUMN {name} {kind.replace(' NOT NULL', '')}")
             self._connection.commit()
 
     @contextlib.contextmanager
@@ -88,19 +98,35 @@ class ResultStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def done_keys(self) -> set[tuple[str, str]]:
+    def done_keys(self, *, retry_failed: bool = False) -> set[tuple[str, str]]:
+        """Keys that need no more work. With `retry_failed`, rows that failed for a retryable reason
+        are not done: resume sends them again and replaces them."""
         with self._checked():
-            return set(self._connection.execute("SELECT utterance_id, condition_key FROM results"))
+            if not retry_failed:
+                return set(self._connection.execute("SELECT utterance_id, condition_key FROM results"))
+            return set(self._connection.execute("SELECT utterance_id, condition_key FROM results WHERE status != 'failed' OR failure IS NULL OR failure != 'retryable'"))
+
+    def retryable_keys(self) -> set[tuple[str, str]]:
+        return set(self._connection.execute("SELECT utterance_id, condition_key FROM results WHERE status = 'failed' AND failure = 'retryable'"))
+
+    def failure_counts(self) -> dict[str, int]:
+        """Failed rows now in the store, by class: what a report will count as failed."""
+        counts = dict(self._connection.execute("SELECT COALESCE(failure, 'unclassified'), COUNT(*) FROM results WHERE status = 'failed' GROUP BY 1"))
+        return {"failed": sum(counts.values()), **counts}
 
     def count(self) -> int:
         with self._checked():
             return self._connection.execute("SELECT COUNT(*) FROM results").fetchone()[0]
 
     def write_batch(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Insert rows in one transaction. A key already present is an error, never a silent duplicate."""
+        """Insert rows in one transaction. A key already present is an error, never a silent duplicate,
+        except a row that failed for a retryable reason, which its retry replaces in the same transaction."""
         placeholders = ", ".join("?" for _ in COLUMN_NAMES)
+        rows = list(rows)
         values = [tuple(_to_sql(row.get(name)) for name in COLUMN_NAMES) for row in rows]
+        keys = [(row["utterance_id"], row["condition_key"]) for row in rows]
         with self._connection:
+            self._connection.executemany("DELETE FROM results WHERE utterance_id = ? AND condition_key = ? AND status = 'failed' AND failure = 'retryable'", keys)
             self._connection.executemany(f"INSERT INTO results ({', '.join(COLUMN_NAMES)}) VALUES ({placeholders})", values)
 
     def to_frame(self) -> pd.DataFrame:

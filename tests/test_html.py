@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from harness.backends import load_backend
+from harness.backends import Backend, load_backend
 from harness.manifest import load_manifest
 from harness.noise import load_profile
 from harness.report import ReportOptions, build_report
@@ -57,7 +57,7 @@ def replay_run(tmp_path, records=None, *, missing=()):
     return tmp_path / "run"
 
 
-class DegradingBackend:
+class DegradingBackend(Backend):
     """Hears clean audio perfectly and drops the last two words under any noise condition; fails on id 'broken'."""
 
     name = "degrading"

@@ -17,7 +17,10 @@ def test_tsv_lookup_and_missing_scored_empty(tmp_path):
     coverage = backend.prepare(["u1", "u2"])
     assert (coverage.n_matched, coverage.n_missing, coverage.missing_examples) == (1, 1, ("u2",))
     assert (coverage.n_unused, coverage.unused_examples) == (1, ("u9",))
-    assert backend.transcribe([request("u1"), request("u2")]) == ["hello world", ""]
+    results = backend.transcribe([request("u1"), request("u2")])
+    assert [r.text for r in results] == ["hello world", ""]
+    assert results[0].note is None and "no hypothesis" in results[1].note
+    assert "1 of 2 manifest utterances have no hypothesis" in backend.notes()[0]
     assert backend.describe()["coverage"]["missing"] == 1
 
 
@@ -26,7 +29,7 @@ def test_stem_matching_and_custom_columns(tmp_path):
     path.write_text(json.dumps({"path": "clip1.wav", "prediction": "yes"}) + "\n", encoding="utf-8")
     backend = load_backend("replay", {"hypotheses": str(path), "id_column": "path", "hypothesis_column": "prediction", "match": "stem"})
     backend.prepare(["clip1.mp3"])
-    assert backend.transcribe([request("clip1.mp3")]) == ["yes"]
+    assert [r.text for r in backend.transcribe([request("clip1.mp3")])] == ["yes"]
 
 
 def test_no_match_shows_examples_from_both_files(tmp_path):

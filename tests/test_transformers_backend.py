@@ -195,7 +195,8 @@ def test_describe_is_json_and_names_model_and_versions(request, fixture, config_
 def test_describe_records_generation_settings(whisper_backend):
     record = whisper_backend.describe()
 
-    assert record["generate_kwargs"] == {"language": "en", "max_new_tokens": 8, "num_beams": 1}
+    assert record["generate_kwargs"] == {"language": "en", "max_new_tokens": 8, "num_beams": 1, "do_sample": False}
+    assert record["max_new_tokens_rule"] == "fixed at 8"
     assert isinstance(record["pipeline_generation_defaults"], dict)
 
 
@@ -266,3 +267,37 @@ def test_cli_run_with_a_local_model_directory_under_noise(ctc_dir, speech_manife
     assert a["noise_json"].tolist() == b["noise_json"].tolist()
     record = json.loads((tmp_path / "a" / "run.json").read_text())
     assert record["backend_details"]["name"] == "transformers" and record["conditions"][1]["key"] == "white@5dB"
+
+
+def test_whisper_decodes_greedily_unless_num_beams_is_given(whisper_dir):
+    default = load_backend("transformers", {"model": str(whisper_dir), "language": "en"})
+    greedy = load_backend("transformers", {"model": str(whisper_dir), "language": "en", "num_beams": "1"})
+    beams = load_backend("transformers", {"model": str(whisper_dir), "language": "en", "num_beams": "3", "max_new_tokens": "6"})
+
+    assert default.describe()["generate_kwargs"]["num_beams"] == 1
+    assert beams.describe()["generate_kwargs"]["num_beams"] == 3
+    request = _request("greedy", 1.0)
+    assert default.transcribe([request]) == greedy.transcribe([request])
+
+
+def test_whisper_generation_is_bounded_by_audio_duration(whisper_dir):
+    """The random decoder never stops by itself on this clip: only the duration bound ends it."""
+    backend = load_backend("transformers", {"model": str(whisper_dir), "language": "en"})
+    bound = backend.max_new_tokens_for(3.0)
+    assert bound == 25 * 3 + 10 and backend.max_new_tokens_for(60.0) == 448 - 4
+
+    text = backend.transcribe([_request("loops", 3.0)])[0]
+
+    # The tokenizer has no merges, so each generated token is one character.
+    assert bound - 2 <= len(text) <= bound
+    assert "ceil(25 x seconds" in backend.describe()["max_new_tokens_rule"]
+
+
+def test_progress_is_reported_inside_a_batch(whisper_dir):
+    backend = load_backend("transformers", {"model": str(whisper_dir), "language": "en", "max_new_tokens": "2", "batch_size": "2"})
+    seen: list[int] = []
+    backend.set_progress(seen.append)
+
+    backend.transcribe(MIXED_LENGTHS[:5])
+
+    assert seen == [2, 4, 5]

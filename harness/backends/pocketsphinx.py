@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pocketsphinx
 
-from harness.backends.base import TranscriptionRequest
+from harness.backends.base import Backend, BackendOption, TranscriptionRequest
 from harness.errors import BackendError
 
 _MODEL_PATHS = ("hmm", "lm", "dict")
@@ -32,7 +32,7 @@ _MODEL_PATHS = ("hmm", "lm", "dict")
 _OTHER_SEARCHES = ("jsgf", "fsg", "keyphrase", "kws", "allphone", "lmctl")
 
 
-class PocketsphinxBackend:
+class PocketsphinxBackend(Backend):
     """Decode each request as one whole utterance with PocketSphinx.
 
     Keyword options arrive as strings from `--backend-arg KEY=VALUE`: `hmm`, `lm` and `dict` name model
@@ -42,6 +42,15 @@ class PocketsphinxBackend:
 
     name = "pocketsphinx"
     sample_rate_hz = 16000
+    requires = ("pocketsphinx",)
+    summary = "CMU PocketSphinx 5, CPU only; the wheel ships a US English model, so it runs offline."
+    options = (
+        BackendOption(name="processes", default="auto", help="decoder processes a batch is split across (auto: one per core, at most 8)"),
+        BackendOption(name="hmm", help="acoustic model directory (default: the bundled en-us)"),
+        BackendOption(name="lm", help="language model file (default: the bundled en-us.lm.bin)"),
+        BackendOption(name="dict", help="pronunciation dictionary (default: the bundled cmudict-en-us.dict)"),
+        BackendOption(name="ANY", help="any other PocketSphinx decoder parameter, e.g. beam=1e-60 or lw=6.5"),
+    )
 
     def __init__(self, processes: str | int = "auto", **options: str):
         self.processes = _parse_processes(processes)
@@ -155,6 +164,10 @@ class PocketsphinxBackend:
             hypothesis = decoder.hyp()
             texts.append(hypothesis.hypstr.strip() if hypothesis is not None else "")
         return texts
+
+    def identity(self) -> dict[str, Any]:
+        # The number of decoder processes does not change a transcript (each utterance decodes from a reset front end).
+        return {"name": self.name, "args": dict(self._args), "pocketsphinx_version": self.describe()["pocketsphinx_version"]}
 
     def describe(self) -> dict[str, Any]:
         try:

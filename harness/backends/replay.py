@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from harness.backends.base import TranscriptionRequest
+from harness.backends.base import Backend, BackendOption, Transcript, TranscriptionRequest
 from harness.errors import BackendError
 from harness.records import DEFAULT_ENCODING, JSON_SUFFIXES, read_delimited_records, read_json_records
 
 MATCH_MODES = ("exact", "stem")
+NO_HYPOTHESIS = "no hypothesis in the replay file; scored as an empty transcript"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,7 +31,7 @@ class ReplayCoverage:
         return self.n_manifest - self.n_matched
 
 
-class ReplayBackend:
+class ReplayBackend(Backend):
     """Looks up each utterance's hypothesis by id; needs no audio.
 
     `match="stem"` compares ids with any file extension removed, for files keyed by audio file
@@ -40,6 +41,13 @@ class ReplayBackend:
 
     name = "replay"
     sample_rate_hz = None
+    summary = "Hypotheses produced elsewhere (cloud APIs, other toolkits), read from TSV/CSV/JSONL by utterance id."
+    options = (
+        BackendOption(name="hypotheses", help="the file of hypotheses (.tsv, .csv or .jsonl)"),
+        BackendOption(name="id_column", default="id", help="field holding the utterance id"),
+        BackendOption(name="hypothesis_column", default="hypothesis", help="field holding the transcript"),
+        BackendOption(name="match", default="exact", help="exact, or stem to ignore file extensions in ids"),
+    )
 
     def __init__(self, hypotheses: str, id_column: str = "id", hypothesis_column: str = "hypothesis", match: str = "exact", encoding: str = DEFAULT_ENCODING):
         if match not in MATCH_MODES:
@@ -77,11 +85,25 @@ class ReplayBackend:
         )
         return self.coverage
 
-    def transcribe(self, batch: list[TranscriptionRequest]) -> list[str]:
-        return [self._by_key.get(self._key(request.utterance_id), "") for request in batch]
+    def transcribe(self, batch: list[TranscriptionRequest]) -> list[Transcript]:
+        results = []
+        for request in batch:
+            text = self._by_key.get(self._key(request.utterance_id))
+            results.append(Transcript(text=text) if text is not None else Transcript(text="", note=NO_HYPOTHESIS))
+        return results
 
-    def has_hypothesis(self, utterance_id: str) -> bool:
-        return self._key(utterance_id) in self._by_key
+    def notes(self) -> list[str]:
+        coverage = self.coverage
+        if coverage is None or not (coverage.n_missing or coverage.n_unused):
+            return []
+        return [
+            f"replay: {coverage.n_missing} of {coverage.n_manifest} manifest utterances have no hypothesis and were scored as empty transcripts "
+            f"(e.g. {list(coverage.missing_examples)}); {coverage.n_unused} hypotheses match no manifest utterance (e.g. {list(coverage.unused_examples)})."
+        ]
+
+    def identity(self) -> dict[str, Any]:
+        # Coverage depends on the manifest, not on the transcripts a replay gives.
+        return {"name": self.name, "hypotheses_sha256": self._sha256, "id_column": self.id_column, "hypothesis_column": self.hypothesis_column, "match": self.match}
 
     def describe(self) -> dict[str, Any]:
         record: dict[str, Any] = {

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.backends.base import TranscriptionRequest
+from harness.backends.base import Backend, BackendOption, TranscriptionRequest
 from harness.errors import BackendError
 
 DEVICES_HELP = "auto, cpu, cuda, cuda:N or mps"
@@ -28,18 +28,27 @@ OPTIONS = (
     "chunk_length_s",
     "max_new_tokens",
     "num_beams",
+    "max_tokens_per_s",
 )
 WARMUP_S = 1.0
+# Decoding cannot run away: with no max_new_tokens given, a batch may generate at most
+# TOKENS_PER_S tokens per second of its longest audio plus TOKEN_ALLOWANCE. Fast English speech is
+# about 7 Whisper tokens a second and languages written in multi-byte scripts about three times that,
+# so the bound never cuts a real transcript, while a decoder stuck in a loop stops after a few dozen tokens.
+TOKENS_PER_S = 25.0
+TOKEN_ALLOWANCE = 10
+WHISPER_PROMPT_TOKENS = 4  # <|startoftranscript|><|lang|><|task|><|notimestamps|>
 
 
-class TransformersBackend:
+class TransformersBackend(Backend):
     """Any transformers speech-recognition checkpoint, by Hub id (already cached) or local directory.
 
     Options arrive as strings from `--backend-arg KEY=VALUE`:
     device (auto picks cuda when available), dtype (auto: bfloat16/float16 on cuda, float32 elsewhere),
     batch_size, language and task (generating models only, e.g. Whisper), chunk_length_s (chunked
-    long-form), max_new_tokens and num_beams (generating models only; unset keeps the library's
-    defaults, which describe() records).
+    long-form), num_beams (default 1: greedy; the pipeline's own default is a 5-beam search costing
+    about 3.5x as much on CPU), max_new_tokens (default: bounded by each batch's longest audio at
+    max_tokens_per_s, 25 unless given). describe() records the settings in effect.
 
     Whisper audio longer than 30 s is decoded with Whisper's sequential long-form algorithm, one
     utterance at a time, unless chunk_length_s is given. CTC outputs are cut to each utterance's own
@@ -47,6 +56,21 @@ class TransformersBackend:
     """
 
     name = "transformers"
+    extra = "transformers"
+    requires = ("torch", "transformers")
+    summary = "Any Hugging Face ASR checkpoint (Whisper, wav2vec2 CTC, ...) by local directory or cached Hub id; batched; cuda when present."
+    options = (
+        BackendOption(name="model", help="local model directory, or a Hub id already in the local cache"),
+        BackendOption(name="device", default="auto", help="auto, cpu, cuda, cuda:N or mps"),
+        BackendOption(name="dtype", default="auto", help="auto (bfloat16/float16 on cuda, float32 elsewhere), float32, float16, bfloat16"),
+        BackendOption(name="batch_size", default=16, help="utterances per forward pass"),
+        BackendOption(name="language", help="language code for models that generate text, e.g. en"),
+        BackendOption(name="task", help="transcribe or translate (Whisper)"),
+        BackendOption(name="chunk_length_s", help="chunked long-form decoding with this chunk length"),
+        BackendOption(name="num_beams", default=1, help="beam width; 1 is greedy"),
+        BackendOption(name="max_new_tokens", help="fixed cap on generated tokens (default: bounded by audio duration)"),
+        BackendOption(name="max_tokens_per_s", default=TOKENS_PER_S, help=f"the duration bound: tokens per second of the longest audio in a batch, plus {TOKEN_ALLOWANCE}"),
+    )
 
     def __init__(
         self,
@@ -59,6 +83,7 @@ class TransformersBackend:
         chunk_length_s: str | float | None = None,
         max_new_tokens: str | int | None = None,
         num_beams: str | int | None = None,
+        max_tokens_per_s: str | float | None = None,
         **unknown: str,
     ):
         if unknown:
@@ -79,6 +104,7 @@ class TransformersBackend:
         self.chunk_length_s = None if chunk_length_s in (None, "") else _positive_float("chunk_length_s", chunk_length_s)
         self.max_new_tokens = None if max_new_tokens in (None, "") else _positive_int("max_new_tokens", max_new_tokens)
         self.num_beams = None if num_beams in (None, "") else _positive_int("num_beams", num_beams)
+        self.max_tokens_per_s = TOKENS_PER_S if max_tokens_per_s in (None, "") else _positive_float("max_tokens_per_s", max_tokens_per_s)
         self.device = _resolve_device(torch, device)
         self.dtype_name = _resolve_dtype(self.device, dtype, torch)
         self._torch_version = torch.__version__
@@ -96,7 +122,14 @@ class TransformersBackend:
                 f"transformers model {self.model_name!r} is a CTC model ({type(self._pipe.model).__name__}); "
                 f"{', '.join(sorted(generation))} only apply to models that generate text (e.g. Whisper). Remove them."
             )
+        if self._generates:
+            generation.setdefault("num_beams", 1)
+            # generate() must not inherit sampling or several return sequences from a checkpoint's generation config.
+            generation.setdefault("do_sample", False)
         self.generate_kwargs = generation
+        config = self._pipe.model.config
+        positions = getattr(config, "max_target_positions", None) or getattr(getattr(self._pipe.model, "generation_config", None), "max_length", None) or 448
+        self._max_new_tokens_cap = max(1, int(positions) - WHISPER_PROMPT_TOKENS)
         self._call_kwargs: dict[str, Any] = {"generate_kwargs": dict(generation)} if generation else {}
         if self.chunk_length_s is not None:
             self._call_kwargs["chunk_length_s"] = self.chunk_length_s
@@ -119,16 +152,43 @@ class TransformersBackend:
         texts: list[str | None] = [None] * len(inputs)
         long_form = [i for i, item in enumerate(inputs) if self._is_long_form(item)]
         short = sorted(set(range(len(inputs))) - set(long_form))
-        if short:
-            outputs = self._pipe([inputs[i] for i in short], batch_size=self.batch_size, **self._call_kwargs)
-            for i, output in zip(short, outputs, strict=True):
+        finished = 0
+        # One pipeline call per forward-sized chunk, in order: the same groups the pipeline would form
+        # from the whole list, each with its own duration bound, and progress after each.
+        for start in range(0, len(short), self.batch_size):
+            chunk = short[start : start + self.batch_size]
+            outputs = self._pipe([inputs[i] for i in chunk], batch_size=self.batch_size, **self._kwargs_for([inputs[i] for i in chunk]))
+            for i, output in zip(chunk, outputs, strict=True):
                 texts[i] = output["text"].strip()
+            finished += len(chunk)
+            self.advance(finished)
         # Whisper's long-form features are longer than 30 s and of differing lengths, which the pipeline
         # cannot pad into one batch; its sequential decoding also needs timestamp tokens.
         for i in long_form:
-            output = self._pipe(inputs[i], return_timestamps=True, **self._call_kwargs)
+            output = self._pipe(inputs[i], return_timestamps=True, **self._kwargs_for([inputs[i]], long_form=True))
             texts[i] = output["text"].strip()
+            finished += 1
+            self.advance(finished)
         return [text or "" for text in texts]
+
+    def max_new_tokens_for(self, duration_s: float) -> int:
+        """The generation bound for audio this long: the fixed max_new_tokens, or the duration rule."""
+        if self.max_new_tokens is not None:
+            return self.max_new_tokens
+        return min(self._max_new_tokens_cap, math.ceil(self.max_tokens_per_s * duration_s) + TOKEN_ALLOWANCE)
+
+    def _kwargs_for(self, items: list[dict[str, Any]], *, long_form: bool = False) -> dict[str, Any]:
+        if not self._generates or self.max_new_tokens is not None:
+            return self._call_kwargs
+        if long_form or self.chunk_length_s is not None:
+            # Long-form and chunked decoding generate per 30 s window: bound each window as 30 s of audio.
+            window_s = self.chunk_length_s or self._pipe.feature_extractor.chunk_length
+            longest_s = min(float(window_s), max(item["raw"].shape[0] for item in items) / self.sample_rate_hz)
+        else:
+            longest_s = max(item["raw"].shape[0] for item in items) / self.sample_rate_hz
+        kwargs = dict(self._call_kwargs)
+        kwargs["generate_kwargs"] = {**self.generate_kwargs, "max_new_tokens": self.max_new_tokens_for(longest_s)}
+        return kwargs
 
     def describe(self) -> dict[str, Any]:
         config = self._pipe.model.config
@@ -142,6 +202,11 @@ class TransformersBackend:
             "task": self.task,
             "chunk_length_s": self.chunk_length_s,
             "generate_kwargs": dict(self.generate_kwargs),
+            "max_new_tokens_rule": (
+                None if not self._generates
+                else f"fixed at {self.max_new_tokens}" if self.max_new_tokens is not None
+                else f"ceil({self.max_tokens_per_s:g} x seconds of the longest audio in the batch) + {TOKEN_ALLOWANCE}, at most {self._max_new_tokens_cap}"
+            ),
             "pipeline_generation_defaults": _jsonable(defaults) if self._generates and defaults else None,
             "pipeline_type": self._kind,
             "model_class": type(self._pipe.model).__name__,

@@ -10,7 +10,7 @@ from harness.errors import ConfigError
 from harness.report.conditions import ConditionAnalysis, analyse_conditions
 from harness.report.data import RunData, check_dimensions, completeness, incomplete_notice, load_run
 from harness.report.slices import SliceOptions, SliceTable, build_slice_table
-from harness.runner import CLEAN
+from harness.rundir import CLEAN
 
 CONDITION_DIMENSIONS = frozenset({"condition", "condition_key", "snr_db"})
 

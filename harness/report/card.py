@@ -17,7 +17,7 @@ from harness.report.html import e, forest_svg, page, provenance_items
 from harness.report import format as fmt
 from harness.report.format import DASH
 from harness.report.render import condition_rows, disparity_lines, warning_lines
-from harness.runner import CLEAN
+from harness.rundir import CLEAN
 
 DEFAULT_LABELS_SOURCE = "not stated"
 CARD_FILES = ("card.md", "card.html")

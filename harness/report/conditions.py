@@ -13,7 +13,7 @@ import pandas as pd
 
 from harness import stats
 from harness.report.slices import NOT_GIVEN, SliceOptions, dimensions, finite_or_none, label_frame
-from harness.runner import CLEAN
+from harness.rundir import CLEAN
 
 
 @dataclass(frozen=True, kw_only=True)

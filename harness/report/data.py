@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import ConfigError
-from harness.runner import EXPORT_FILE, RUN_FILE, read_run_record
+from harness.rundir import EXPORT_FILE, RUN_FILE, read_run_record
 from harness.store import COLUMN_NAMES, RESULTS_FILE, ResultStore
 
 # Tag names that would shadow a result column are exposed as "tag.NAME" instead.

@@ -111,6 +111,7 @@ def render_html(report, *, worst_per_slice: int = WORST_PER_SLICE) -> str:
         slice_table_html(report),
         f'<p class="note">{e(_footnote(report))}</p>',
         disparities_html(report),
+        *latency_html(report),
         "<h2>Forest plot</h2>",
         f'<p class="note">Pooled {label} of each slice with its {e(report.options.label)} interval; the dashed line and band are the overall {label} and its interval. '
         "Hollow grey points are small slices: shown without an interval and not ranked.</p>",
@@ -186,6 +187,27 @@ def slice_table_html(report) -> str:
         lines.append(f'<tr class="{classes}">{"".join(cells)}</tr>')
     lines.append("</tbody></table></div>")
     return "".join(lines)
+
+
+def latency_html(report) -> list[str]:
+    """Latency p50/p90 per slice, for backends that measure it (HTTP APIs, command-line engines)."""
+    rows = [{**report.table.overall, "dimension": "overall", "by": {}}, *report.table.slices]
+    if not any(row.get("latency_p50_s") is not None for row in rows):
+        return []
+    body = "".join(
+        f'<tr><td class="l">{e("overall" if not row["by"] else ", ".join(f"{k}={v}" for k, v in row["by"].items()))}</td>'
+        f"<td>{e(row.get('n_latency', 0))}</td><td>{e(_seconds(row.get('latency_p50_s')))}</td><td>{e(_seconds(row.get('latency_p90_s')))}</td></tr>"
+        for row in rows
+    )
+    return [
+        "<h2>Latency by slice</h2>",
+        '<p class="note">Seconds per utterance for the request that returned its transcript (retries and waits excluded).</p>',
+        f'<table class="latency"><thead><tr><th class="l" scope="col">slice</th><th scope="col">measured</th><th scope="col">p50</th><th scope="col">p90</th></tr></thead><tbody>{body}</tbody></table>',
+    ]
+
+
+def _seconds(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f} s"
 
 
 def disparities_html(report) -> str:

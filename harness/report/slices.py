@@ -114,7 +114,18 @@ def summarize(frame: pd.DataFrame) -> dict[str, Any]:
         "insertion_rate": _rate(totals["insertions"], words),
         "cer": _rate(totals["char_errors"], totals["ref_chars"]),
         "mean_utterance_wer": finite_or_none(stats.mean_utterance_wer(errors=ok["errors"], ref_words=ok["ref_words"])) if len(ok) else None,
+        **latency_percentiles(ok),
     }
+
+
+def latency_percentiles(ok: pd.DataFrame) -> dict[str, Any]:
+    """p50 and p90 of per-utterance latency (the request that answered), for backends that measure it."""
+    if "latency_s" not in ok:
+        return {}
+    latency = pd.to_numeric(ok["latency_s"], errors="coerce").dropna()
+    if latency.empty:
+        return {}
+    return {"latency_p50_s": float(latency.quantile(0.5)), "latency_p90_s": float(latency.quantile(0.9)), "n_latency": int(len(latency))}
 
 
 def interval_fields(intervals: stats.SliceIntervals, i: int | None, metric: Metric) -> dict[str, Any]:
