@@ -32,7 +32,7 @@ from harness.backends import Backend, FatalBackendError, Transcript, Transcripti
 from harness.errors import AudioError, ConfigError, HarnessError, OutputError
 from harness.manifest import Manifest, Utterance
 from harness.normalize import get_normalizer, normalizer_version
-from harness.rundir import CLEAN, EXPORT_FILE, RESULTS_FILE, RUN_FILE, read_run_record
+from harness.rundir import CLEAN, EXPORT_FILE, RESULTS_FILE, RUN_FILE, read_run_record, write_run_record
 from harness.scoring import score_many
 from harness.seeding import rng_for, seed_for
 from harness.store import ResultStore
@@ -217,7 +217,7 @@ def _run(manifest: Manifest, backend: Backend, *, out_dir: Path, normalizer: str
             run_record["backend_details"] = describe_backend(backend)
             session: dict[str, Any] = {"started_at": _now(), "batch_size": batch_size, "retry_failed": retry_failed}
             run_record.setdefault("sessions", []).append(session)
-            _write_json(out_dir / RUN_FILE, run_record)
+            write_run_record(out_dir, run_record)
             work = [_WorkItem(u, c) for u in manifest for c in conditions if (u.id, c.key) not in done]
             n_total = len(manifest) * len(conditions)
             load = _audio_loader(backend.sample_rate_hz, max_duration_s=max_duration_s) if needs_audio else None
@@ -264,7 +264,7 @@ def _run(manifest: Manifest, backend: Backend, *, out_dir: Path, normalizer: str
                     run_record["status"] = "complete" if complete else "interrupted"
                     run_record["backend_details"] = describe_backend(backend)
                     run_record["failures"] = store.failure_counts()
-                    _write_json(out_dir / RUN_FILE, run_record)
+                    write_run_record(out_dir, run_record)
                     if complete:
                         store.to_frame().to_parquet(out_dir / EXPORT_FILE, index=False)
                 except (OSError, sqlite3.Error):

@@ -11,7 +11,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from harness.backends import BACKENDS, Backend, PermanentError, RetryableError, Transcript, list_backends, load_backend
