@@ -129,7 +129,7 @@ def run(
     seed: Annotated[int, typer.Option("--seed", help="Run seed; every random draw derives from (seed, utterance, condition).")] = 0,
     out: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default reports/<run-id>).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")] = False,
-    retry_failed: Annotated[bool, typer.Option("--retry-failed/--no-retry-failed", help="On --resume, send again utterances that failed for a retryable reason (rate limit, timeout).")] = True,
+    no_retry_failed: Annotated[bool, typer.Option("--no-retry-failed", help="On --resume, keep utterances that failed for a retryable reason (rate limit, timeout) instead of sending them again.")] = False,
     cache: Annotated[bool, typer.Option("--cache", help="Reuse transcripts of the same audio, condition and backend from the transcript cache, and add new ones.")] = False,
     cache_file: Annotated[Optional[Path], typer.Option("--cache-file", help="Transcript cache file (default $ASRFAIR_HOME/transcripts.sqlite).")] = None,
     profile: Annotated[Optional[list[str]], typer.Option("--profile", help="Noise profile name or YAML path; repeatable.")] = None,
@@ -181,7 +181,7 @@ def run(
 
             summary = run_evaluation(
                 loaded, engine, out_dir=out_dir, normalizer=normalizer, seed=seed, batch_size=batch_size,
-                conditions=conditions, resume=resume, retry_failed=retry_failed, cache=transcript_cache, prep_workers=workers, backend_options=options,
+                conditions=conditions, resume=resume, retry_failed=not no_retry_failed, cache=transcript_cache, prep_workers=workers, backend_options=options,
                 progress=progress, stop_requested=stop.is_set, on_batch=None if log is None else log.rows,
                 max_duration_s=max_duration_s if max_duration_s != 0 else None, max_reference_words=max_reference_words if max_reference_words != 0 else None,
             )

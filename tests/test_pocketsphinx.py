@@ -237,11 +237,15 @@ def test_a_script_without_a_main_guard_is_not_run_again_in_the_decoder_processes
         "from harness.manifest import load_manifest\n"
         "from harness.runner import run_evaluation\n"
         "backend = load_backend('pocketsphinx', {'processes': '2'})\n"
+        "seen = []\n"
+        "close = backend.close\n"
+        "backend.close = lambda: (seen.append((backend._pool is not None, len(multiprocessing.active_children()))), close())\n"
         "summary = run_evaluation(load_manifest('m.jsonl'), backend, out_dir='run', batch_size=3)\n"
-        "print(summary.n_written, summary.n_failed, backend._pool is not None, len(multiprocessing.active_children()))\n"
+        "print(summary.n_written, summary.n_failed, *seen[0], len(multiprocessing.active_children()))\n"
     )
     result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert len((tmp_path / "started.txt").read_text().split()) == 1, "the script ran again in a decoder process"
-    # the batch was decoded by the two decoder processes (the pool is alive), and nothing failed
-    assert result.stdout.split() == ["3", "0", "True", "2"], result.stdout + result.stderr
+    # the batch was decoded by the two decoder processes (alive when the runner closed the backend), nothing
+    # failed, and closing the backend ended them
+    assert result.stdout.split() == ["3", "0", "True", "2", "0"], result.stdout + result.stderr

@@ -47,6 +47,7 @@ class ReplayBackend(Backend):
         BackendOption(name="id_column", default="id", help="field holding the utterance id"),
         BackendOption(name="hypothesis_column", default="hypothesis", help="field holding the transcript"),
         BackendOption(name="match", default="exact", help="exact, or stem to ignore file extensions in ids"),
+        BackendOption(name="encoding", default=DEFAULT_ENCODING, help="text encoding of the file (e.g. utf-8, utf-16, cp1252)"),
     )
 
     def __init__(self, hypotheses: str, id_column: str = "id", hypothesis_column: str = "hypothesis", match: str = "exact", encoding: str = DEFAULT_ENCODING):
