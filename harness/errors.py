@@ -28,7 +28,9 @@ class Problem:
         return f"{located}: {self.message}. {self.fix}"
 
 
-def _short(value: object, limit: int = 80) -> str:
+def _short(value: object, limit: int = 300) -> str:
+    # Long enough for any real path (a user must be able to find the file), short enough that a
+    # 50 MB transcript does not become a 50 MB message.
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
