@@ -13,7 +13,8 @@ $(BIN)/asrfair: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch 2.13.0 resolves to a CPU build on the team's machines; a bare `torch` would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install -q "torch==2.13.0" || echo "torch 2.13.0 not available here: the transformers backend tests will be skipped"
-	$(BIN)/python -m pip install -q -e ".[test,hf,serve,faster-whisper]"
+	# Ray (about 80 MB, 10 s from a warm cache) so the tests of the Ray executor run in CI too.
+	$(BIN)/python -m pip install -q -e ".[test,hf,serve,faster-whisper,ray]"
 	$(BIN)/python -c "import torch" 2>/dev/null && $(BIN)/python -m pip install -q -e ".[transformers]" || true
 	touch $@
 
@@ -36,6 +37,7 @@ bench: install
 	$(BIN)/python benchmarks/stats_slices.py
 	$(BIN)/python benchmarks/slices_compare.py
 	$(BIN)/python benchmarks/transformers_backend.py --utterances 8 --batch-size 4 --max-new-tokens 8
+	$(BIN)/python benchmarks/scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

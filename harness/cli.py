@@ -115,7 +115,9 @@ def validate(
         raise typer.Exit(code=2)
     except HarnessError as error:
         _fail(error)
-    speakers = len({u.speaker for u in loaded if u.speaker})
+    import pyarrow.compute as pc
+
+    speakers = pc.count_distinct(loaded.table.column("speaker")).as_py()  # a column count: no object per utterance
     _say(f"{manifest}: {len(loaded)} utterances, {speakers} speakers, tags: {', '.join(loaded.tag_names) or 'none'}. No problems found.", to=console)
 
 
@@ -134,7 +136,10 @@ def run(
     cache_file: Annotated[Optional[Path], typer.Option("--cache-file", help="Transcript cache file (default $ASRFAIR_HOME/transcripts.sqlite).")] = None,
     profile: Annotated[Optional[list[str]], typer.Option("--profile", help="Noise profile name or YAML path; repeatable.")] = None,
     snr: Annotated[Optional[str], typer.Option("--snr", help="Comma-separated SNRs in dB for additive noise, e.g. 20,10,5,0.")] = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Threads preparing audio ahead of the backend.")] = 2,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Threads preparing audio ahead of the backend; with --executor ray, transcription actors.")] = 2,
+    executor: Annotated[str, typer.Option("--executor", help="Where the work runs: threads (here) or ray (a Ray cluster; pip install 'asrfair[ray]').")] = "threads",
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to use with --executor ray (e.g. ray://head:10001 or auto; default: RAY_ADDRESS, else a local one).")] = None,
+    gpus_per_worker: Annotated[Optional[float], typer.Option("--gpus-per-worker", min=0, help="GPUs per transcription actor with --executor ray (default: 1 for a GPU backend on a cluster with GPUs, else 0).")] = None,
     by: ByOption = None,
     cross: Annotated[bool, typer.Option("--cross", help="With several --by, also report their intersections.")] = False,
     min_speakers: MinSpeakers = 8.0,
@@ -150,7 +155,8 @@ def run(
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from harness.backends import BACKENDS, load_backend, parse_backend_args
+    from harness.backends import BACKENDS, BackendFactory, load_backend, parse_backend_args
+    from harness.executors import get_executor
     from harness.manifest import load_manifest
     from harness.progress import ProgressLog
     from harness.runner import build_conditions, run_evaluation
@@ -167,7 +173,11 @@ def run(
         columns = _column_map(id_column, audio_column, text_column, speaker_column, tag_columns, missing_value)
         loaded = load_manifest(manifest, columns=columns, require_audio=backend != "replay", encoding=encoding)
         transcript_cache = _open_cache(cache_file) if cache or cache_file else None
-        engine = load_backend(backend, options)
+        runner = get_executor(executor, workers=workers, ray_address=ray_address, gpus_per_worker=gpus_per_worker)
+        factory = BackendFactory(name=backend, options=options)
+        # Threads use one backend, built here so a bad option is said before anything runs; Ray
+        # workers each build their own from the factory.
+        engine = factory if executor == "ray" else factory.build()
         # A live bar on a terminal; in a log (CI, nohup, 2>file) a bar shows nothing, so plain periodic lines instead.
         live = sys.stderr.isatty()
         log = None if live else ProgressLog(lambda line: _say(line), every_s=progress_every_s)
@@ -182,6 +192,7 @@ def run(
             summary = run_evaluation(
                 loaded, engine, out_dir=out_dir, normalizer=normalizer, seed=seed, batch_size=batch_size,
                 conditions=conditions, resume=resume, retry_failed=not no_retry_failed, cache=transcript_cache, prep_workers=workers, backend_options=options,
+                executor=runner,
                 progress=progress, stop_requested=stop.is_set, on_batch=None if log is None else log.rows,
                 max_duration_s=max_duration_s if max_duration_s != 0 else None, max_reference_words=max_reference_words if max_reference_words != 0 else None,
             )

@@ -1,18 +1,26 @@
 """Utterances and the manifests that list them: loading from JSONL, CSV/TSV, Parquet or a
-Hugging Face dataset, mapping columns, and validating everything in one pass."""
+Hugging Face dataset, mapping columns, and validating everything in one pass.
+
+A manifest is held as columns (an Arrow table, see harness.manifest_table); Utterance objects are
+made as they are iterated, so a million-line manifest costs its text, not a million objects.
+"""
 
 from __future__ import annotations
 
 import difflib
 import hashlib
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import pyarrow as pa
+
 from harness.errors import ManifestError, Problem
+from harness.manifest_table import CANONICAL, TAG_PREFIX, read_clean_table
 from harness.records import DEFAULT_ENCODING, JSON_SUFFIXES, Record, RecordsError, read_delimited_records, read_json_records
 
 # Keys that describe the utterance itself rather than a slice it belongs to.
@@ -66,28 +74,53 @@ class Utterance:
 
 @dataclass(frozen=True, kw_only=True)
 class Manifest:
-    """An ordered, validated collection of utterances and the fingerprint of where they came from."""
+    """An ordered, validated collection of utterances and the fingerprint of where they came from.
+
+    `table` holds one row per utterance: id, text, audio, audio_bytes, speaker, duration_s,
+    source_line, then a "tag.<name>" column per tag (null where an utterance lacks it).
+    """
 
     source: str
     sha256: str
     format: str
-    utterances: tuple[Utterance, ...]
+    table: pa.Table
+
+    @classmethod
+    def from_utterances(cls, utterances: Iterable[Utterance], *, source: str, sha256: str, format: str) -> Manifest:
+        return cls(source=source, sha256=sha256, format=format, table=utterances_table(list(utterances)))
 
     def __len__(self) -> int:
-        return len(self.utterances)
+        return self.table.num_rows
 
     def __iter__(self) -> Iterator[Utterance]:
-        return iter(self.utterances)
+        for start in range(0, len(self), 4096):
+            yield from self.take(range(start, min(start + 4096, len(self))))
+
+    @cached_property
+    def utterances(self) -> tuple[Utterance, ...]:
+        """Every utterance as an object; fine for small manifests, costly for millions (iterate instead)."""
+        return tuple(self)
 
     @property
     def tag_names(self) -> list[str]:
-        names: dict[str, None] = {}
-        for utterance in self.utterances:
-            names.update(dict.fromkeys(utterance.tags))
-        return list(names)
+        return [name[len(TAG_PREFIX) :] for name in self.table.column_names if name.startswith(TAG_PREFIX)]
 
     def by_id(self) -> dict[str, Utterance]:
-        return {u.id: u for u in self.utterances}
+        return {u.id: u for u in self}
+
+    def take(self, indices: Iterable[int]) -> list[Utterance]:
+        """The utterances at these row positions, in that order."""
+        rows = self.table.take(pa.array(list(indices), type=pa.int64()))
+        columns = {name: rows.column(name).to_pylist() for name in rows.column_names}
+        tag_columns = [(name[len(TAG_PREFIX) :], columns[name]) for name in rows.column_names if name.startswith(TAG_PREFIX)]
+        return [
+            Utterance(
+                id=columns["id"][i], text=columns["text"][i], audio=None if columns["audio"][i] is None else Path(columns["audio"][i]),
+                audio_bytes=columns["audio_bytes"][i], speaker=columns["speaker"][i], offset_s=columns["offset_s"][i], duration_s=columns["duration_s"][i],
+                tags=MappingProxyType({name: values[i] for name, values in tag_columns if values[i] is not None}), source_line=columns["source_line"][i],
+            )
+            for i in range(rows.num_rows)
+        ]
 
     @classmethod
     def from_file(cls, path: str | Path, *, columns: ColumnMap = ColumnMap(), require_audio: bool = True, encoding: str = DEFAULT_ENCODING) -> Manifest:
@@ -118,14 +151,21 @@ def load_manifest(path: str | Path, *, columns: ColumnMap = ColumnMap(), require
             else:
                 sha256 = _sha256_file(path)
                 suffix = path.suffix.lower()
+                fmt = "jsonl" if suffix in JSON_SUFFIXES else suffix.lstrip(".") if suffix in TABLE_SUFFIXES else "parquet" if suffix in PARQUET_SUFFIXES else None
+                # A clean manifest is read and checked in bulk; anything else is read record by record,
+                # which names every problem (the bulk reader only ever says "clean" or "not sure").
+                if fmt is not None and _is_utf8(encoding):
+                    table = read_clean_table(path, fmt, columns=columns, require_audio=require_audio, integer_tags_ok=fmt != "jsonl", non_tag_keys=NON_TAG_KEYS)
+                    if table is not None:
+                        return Manifest(source=source, sha256=sha256, format=fmt, table=table)
                 if suffix in JSON_SUFFIXES:
-                    records, fmt = read_json_records(path, encoding=encoding), "jsonl"
+                    records = read_json_records(path, encoding=encoding)
                 elif suffix in TABLE_SUFFIXES:
-                    table = read_delimited_records(path, delimiter=TABLE_SUFFIXES[suffix], encoding=encoding)
-                    _check_table_header(source, table.header, columns)
-                    records, fmt = table.records, suffix.lstrip(".")
+                    delimited = read_delimited_records(path, delimiter=TABLE_SUFFIXES[suffix], encoding=encoding)
+                    _check_table_header(source, delimited.header, columns)
+                    records = delimited.records
                 elif suffix in PARQUET_SUFFIXES:
-                    records, fmt = _read_parquet(path), "parquet"
+                    records = _read_parquet(path)
                 else:
                     raise ManifestError([Problem(file=source, line=None, field=None, value=path.suffix or path.name, message="unknown manifest format", fix=FORMATS_HELP)])
                 base = path.parent
@@ -139,7 +179,16 @@ def load_manifest(path: str | Path, *, columns: ColumnMap = ColumnMap(), require
     utterances, problems = _build_utterances(records, source=source, base=base, columns=columns, require_audio=require_audio, integer_tags_ok=fmt != "jsonl")
     if problems:
         raise ManifestError(problems)
-    return Manifest(source=source, sha256=sha256, format=fmt, utterances=tuple(utterances))
+    return Manifest.from_utterances(utterances, source=source, sha256=sha256, format=fmt)
+
+
+def _is_utf8(encoding: str) -> bool:
+    import codecs
+
+    try:
+        return codecs.lookup(encoding).name == "utf-8"
+    except LookupError:
+        return False  # the record reader names the unknown encoding
 
 
 def _not_found(source: str, path: Path) -> Problem:
@@ -386,3 +435,23 @@ def _collect_tags(fields: Mapping[str, Any], *, columns: ColumnMap, used: set[st
             continue
         tags[name] = text
     return tags, problems
+
+
+def utterances_table(utterances: Sequence[Utterance]) -> pa.Table:
+    """The canonical manifest table of these utterances (tags in order of first appearance)."""
+    tag_names: dict[str, None] = {}
+    for utterance in utterances:
+        tag_names.update(dict.fromkeys(utterance.tags))
+    arrays = [
+        pa.array([u.id for u in utterances], type=pa.string()),
+        pa.array([u.text for u in utterances], type=pa.string()),
+        pa.array([None if u.audio is None else str(u.audio) for u in utterances], type=pa.string()),
+        pa.array([u.audio_bytes for u in utterances], type=pa.binary()),
+        pa.array([u.speaker for u in utterances], type=pa.string()),
+        pa.array([u.offset_s for u in utterances], type=pa.float64()),
+        pa.array([u.duration_s for u in utterances], type=pa.float64()),
+        pa.array([u.source_line for u in utterances], type=pa.int64()),
+        *(pa.array([u.tags.get(name) for u in utterances], type=pa.string()) for name in tag_names),
+    ]
+    schema = pa.schema([*CANONICAL, *((TAG_PREFIX + name, pa.string()) for name in tag_names)])
+    return pa.Table.from_arrays(arrays, schema=schema)

@@ -39,7 +39,17 @@ class ProgressLog:
         self._first_done: int | None = None
         self._errors = self._ref_words = self._failed = self._session_rows = 0
 
-    def rows(self, rows: Sequence[Mapping[str, Any]]) -> None:
+    def rows(self, rows: Sequence[Mapping[str, Any]] | Any) -> None:
+        """Count a batch of result rows: mappings, or an Arrow table of them (what the runner hands over)."""
+        if hasattr(rows, "column_names"):
+            import pyarrow.compute as pc
+
+            ok = pc.equal(rows.column("status"), "ok")
+            self._session_rows += rows.num_rows
+            self._errors += int(pc.sum(rows.column("errors").filter(ok)).as_py() or 0)
+            self._ref_words += int(pc.sum(rows.column("ref_words").filter(ok)).as_py() or 0)
+            self._failed += rows.num_rows - int(pc.sum(ok).as_py() or 0)
+            return
         for row in rows:
             self._session_rows += 1
             if row.get("status") == "ok":

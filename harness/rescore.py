@@ -53,7 +53,7 @@ def rescore_run(run_dir: str | Path, *, normalizer: str, out_dir: str | Path) ->
         rows.append(row)
     lock = lock_run_dir(out_dir)
     try:
-        with ResultStore(out_dir / RESULTS_FILE) as store:
+        with ResultStore(out_dir / RESULTS_FILE, schema=_schema(run_dir)) as store:
             store.write_batch(rows)
             store.to_frame().to_parquet(out_dir / EXPORT_FILE, index=False)
             after = _pooled(store.to_frame().query("status == 'ok'"))
@@ -68,9 +68,17 @@ def rescore_run(run_dir: str | Path, *, normalizer: str, out_dir: str | Path) ->
     return RescoreSummary(out_dir=out_dir, n_rows=len(rows), n_rescored=int(ok.sum()), wer_before=before, wer_after=after)
 
 
+def _schema(run_dir: Path) -> Any:
+    """The source run's result columns (its tags among them), so the re-scored run keeps every one."""
+    if (run_dir / RESULTS_FILE).exists():
+        with ResultStore(run_dir / RESULTS_FILE, readonly=True) as store:
+            return store.schema
+    return None
+
+
 def _rows(run_dir: Path) -> pd.DataFrame:
     if (run_dir / RESULTS_FILE).exists():
-        with ResultStore(run_dir / RESULTS_FILE) as store:
+        with ResultStore(run_dir / RESULTS_FILE, readonly=True) as store:
             return store.to_frame()
     if (run_dir / EXPORT_FILE).exists():
         return pd.read_parquet(run_dir / EXPORT_FILE)

@@ -12,7 +12,8 @@ from typing import Any
 from harness.errors import ConfigError
 
 RUN_FILE = "run.json"  # provenance: manifest, backend, normaliser, seed, conditions, sessions
-RESULTS_FILE = "results.sqlite"  # one row per (utterance, condition), written batch by batch
+RESULTS_FILE = "results.sqlite"  # the result store's ledger: which parts and keys are committed (harness.store)
+PARTS_DIR = "results.parts"  # the result store's rows, one Arrow file per committed group
 EXPORT_FILE = "utterances.parquet"  # the same rows, exported when a run completes
 LOCK_FILE = ".lock"
 CLEAN = "clean"  # the condition key of the unaltered audio

@@ -1,14 +1,15 @@
-"""Conditions x utterances -> scored transcripts, written batch by batch and resumable.
+"""Conditions x utterances -> scored transcripts, resumable: plan, execute, persist.
 
-Audio is decoded, resampled and put under each noise condition in worker threads that fill a
-bounded queue of ready batches, so the backend never waits on preparation it could overlap.
+`run_evaluation` plans the work not yet stored, hands it to an executor (threads here, or a Ray
+cluster) that prepares, transcribes and scores it unit by unit, and persists the result tables
+in grouped commits. A run killed at any point resumes without redoing or duplicating a row.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
-import io
 import json
 import platform
 import re
@@ -16,28 +17,26 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harness.audio import DEFAULT_MAX_DURATION_S, load_audio
-from harness.backends import Backend, FatalBackendError, Transcript, TranscriptionError, TranscriptionRequest, describe_backend
-from harness.errors import AudioError, ConfigError, HarnessError, OutputError
-from harness.manifest import Manifest, Utterance
-from harness.normalize import get_normalizer, normalizer_version
+from harness.audio import DEFAULT_MAX_DURATION_S
+from harness.errors import ConfigError, HarnessError, OutputError
+from harness.manifest import Manifest
+from harness.pipeline import reference_too_long  # noqa: F401 - part of the runner's interface
 from harness.rundir import CLEAN, EXPORT_FILE, RESULTS_FILE, RUN_FILE, read_run_record, write_run_record
-from harness.scoring import score_many
-from harness.seeding import rng_for, seed_for
-from harness.store import ResultStore
+from harness.store import ResultStore, result_schema, retryable_mask
 
-__all__ = ["CLEAN", "EXPORT_FILE", "RUN_FILE", "Condition", "RunSummary", "audio_loader", "build_conditions", "read_run_record", "run_evaluation"]
+if TYPE_CHECKING:
+    from harness.backends import Backend, BackendFactory
+    from harness.executors import Executor
+
+__all__ = ["CLEAN", "EXPORT_FILE", "RUN_FILE", "Condition", "RunSummary", "audio_loader", "build_conditions", "plan_work", "read_run_record", "run_evaluation"]
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_MAX_REFERENCE_WORDS = 20_000
 """Longest reference scored by default. Alignment costs grow with the product of the two lengths: a 50 MB
@@ -105,29 +104,12 @@ class RunSummary:
     n_cached: int = 0  # transcripts taken from the transcript cache instead of the backend
     batch_size: int = DEFAULT_BATCH_SIZE
     notes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class _WorkItem:
-    utterance: Utterance
-    condition: Condition
-
-
-@dataclass
-class _Prepared:
-    item: _WorkItem
-    request: TranscriptionRequest | None = None
-    error: str | None = None
-    failure: str | None = None  # "retryable" or "permanent" once failed
-    audio_duration_s: float | None = None
-    noise: list[dict[str, Any]] = field(default_factory=list)
-    noise_seed: int | None = None
-    result: Transcript | None = None
+    backend_details: dict[str, Any] = field(default_factory=dict)
 
 
 def run_evaluation(
     manifest: Manifest,
-    backend: Backend,
+    backend: Backend | BackendFactory,
     *,
     out_dir: str | Path,
     normalizer: str = "basic",
@@ -144,140 +126,209 @@ def run_evaluation(
     stop_requested: Callable[[], bool] | None = None,
     max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
     max_reference_words: int | None = DEFAULT_MAX_REFERENCE_WORDS,
-    on_batch: Callable[[list[dict[str, Any]]], None] | None = None,
+    on_batch: Callable[[Any], None] | None = None,
+    executor: str | Executor = "threads",
+    ray_address: str | None = None,
 ) -> RunSummary:
-    """Transcribe and score every (utterance, condition) not yet in `out_dir`, one batch per transaction.
+    """Transcribe and score every (utterance, condition) not yet in `out_dir`.
 
-    On resume, rows that failed for a retryable reason (rate limits, timeouts) are sent again and
-    replaced, unless `retry_failed` is False; a finished utterance is never sent again. `batch_size`
-    None means 16, or the backend's concurrency when that is larger. `cache` (a
-    harness.cache.TranscriptCache) supplies transcripts already made of the same audio, condition and
-    backend. `stop_requested` is polled after each batch; when it returns True the run stops cleanly
-    with every finished batch saved (the CLI sets it on the first Ctrl-C or SIGTERM, since a native
-    decoder may swallow them). An utterance whose audio is longer than `max_duration_s` or whose
-    reference has more than `max_reference_words` words fails alone with the reason (None: no limit).
-    `on_batch` receives each batch's rows once they are committed (progress lines with a running WER).
-    The backend is closed when the run ends, however it ends.
+    `backend` is a ready backend, or a factory (name and options) that each worker builds its own
+    backend from; the Ray executor needs a factory. The backend is closed when the run ends, however
+    it ends. `prep_workers` is the number of preparation threads (threads) or of transcription actors
+    (ray). `batch_size` None means 16, or the backend's concurrency when that is larger. On resume,
+    rows that failed for a retryable reason (rate limits, timeouts) are sent again and replaced,
+    unless `retry_failed` is False; a finished utterance is never sent again. `cache` (a
+    harness.cache.TranscriptCache; threads only) supplies transcripts already made of the same
+    audio, condition and backend. `stop_requested` is polled after each unit;
+    when it returns True the run stops cleanly with every finished unit saved (the CLI sets it on
+    the first Ctrl-C or SIGTERM, since a native decoder may swallow them). An utterance whose audio
+    is longer than `max_duration_s` or whose reference has more than `max_reference_words` words
+    fails alone with the reason (None: no limit). `on_batch` receives each unit's result table once
+    it is handed to the store (progress lines with a running WER).
     """
-    try:
-        return _run(manifest, backend, out_dir=Path(out_dir), normalizer=normalizer, seed=seed, batch_size=batch_size, conditions=conditions, resume=resume,
-                    retry_failed=retry_failed, cache=cache, prep_workers=prep_workers, prefetch_batches=prefetch_batches, backend_options=backend_options,
-                    progress=progress, stop_requested=stop_requested, max_duration_s=max_duration_s, max_reference_words=max_reference_words, on_batch=on_batch)
-    finally:
-        backend.close()
+    from harness.backends import BackendFactory
+    from harness.executors import Job, get_executor
+    from harness.normalize import get_normalizer, normalizer_version
+    from harness.pipeline import BabbleCandidates, WorkSpec
 
-
-def _run(manifest: Manifest, backend: Backend, *, out_dir: Path, normalizer: str, seed: int, batch_size: int | None, conditions: Sequence[Condition], resume: bool,
-         retry_failed: bool, cache: Any, prep_workers: int, prefetch_batches: int, backend_options: dict[str, str] | None,
-         progress: Callable[[int, int], None] | None, stop_requested: Callable[[], bool] | None, max_duration_s: float | None,
-         max_reference_words: int | None, on_batch: Callable[[list[dict[str, Any]]], None] | None) -> RunSummary:
-    if batch_size is None:
-        batch_size = max(DEFAULT_BATCH_SIZE, int(backend.concurrency))
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}.")
     for option, limit in (("--max-duration-s", max_duration_s), ("--max-reference-words", max_reference_words)):
         if limit is not None and not limit > 0:
             raise ConfigError(f"{option} {limit:g}: a limit must be positive. Give a larger value, or 0 for no limit.")
-    notes: list[str] = []
-    if batch_size < backend.concurrency:
-        notes.append(f"--batch-size {batch_size} is below the {backend.concurrency} utterances backend {backend.name!r} can work on at once; a larger batch keeps it busy.")
-    normalize = get_normalizer(normalizer)
+    get_normalizer(normalizer)
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, resume=resume)
     conditions = list(conditions)
-    needs_audio = backend.sample_rate_hz is not None
-    if not needs_audio and any(c.profile is not None for c in conditions):
-        raise ConfigError(f"backend {backend.name!r} replays transcripts and takes no audio, so noise profiles cannot apply. Drop --profile, or use an audio backend.")
-    backend.prepare([u.id for u in manifest])
-    if needs_audio and any(c.profile is not None for c in conditions):
-        from harness.noise import prepare as prepare_profile
-
-        # Decode every noise recording and impulse response once, now: a corrupt file stops the
-        # run before any audio is transcribed, and no utterance pays for decoding it again.
-        prepared_profiles = {c.name: prepare_profile(c.profile, backend.sample_rate_hz) for c in conditions if c.profile is not None}
-        conditions = [c if c.profile is None else Condition(name=c.name, snr_db=c.snr_db, profile=prepared_profiles[c.name]) for c in conditions]
-
-    config = {
-        "manifest": {"path": str(Path(manifest.source).resolve()) if Path(manifest.source).exists() else manifest.source, "sha256": manifest.sha256, "format": manifest.format, "n_utterances": len(manifest)},
-        "backend": {"name": backend.name, "options": dict(backend_options or {})},
-        "normalizer": {"name": normalizer, "implementation": normalizer_version(normalizer)},
-        "seed": seed,
-        "conditions": [c.describe() for c in conditions],
-    }
-    lock = _lock_run_dir(out_dir)
-    done: set[tuple[str, str]] = set()
-    written = 0
+    if isinstance(executor, str):
+        executor = get_executor(executor, workers=prep_workers, prefetch_units=prefetch_batches, ray_address=ray_address)
+    if executor.name == "ray" and not isinstance(backend, BackendFactory):
+        raise ConfigError("the ray executor builds a backend on each worker: pass a BackendFactory(name=..., options=...), not a backend instance.")
+    if executor.name == "ray" and cache is not None:
+        raise ConfigError("--cache works with the threads executor only (the cache is a file on this machine). Drop --cache, or --executor ray.")
+    # The backend is built (or probed) before the run directory is touched, so a bad option or a
+    # replay file matching nothing stops the run before anything is written.
     try:
+        info = executor.open(backend, manifest.table.column("id").to_pylist())
+        lock = _lock_run_dir(out_dir)
+    except BaseException:
+        executor.close()
+        raise
+    n_done = written = 0
+    try:
+        if batch_size is None:
+            batch_size = max(DEFAULT_BATCH_SIZE, int(info.concurrency))
+        notes: list[str] = []
+        if batch_size < info.concurrency:
+            notes.append(f"--batch-size {batch_size} is below the {info.concurrency} utterances backend {info.name!r} can work on at once; a larger batch keeps it busy.")
+        needs_audio = info.sample_rate_hz is not None
+        if not needs_audio and any(c.profile is not None for c in conditions):
+            raise ConfigError(f"backend {info.name!r} replays transcripts and takes no audio, so noise profiles cannot apply. Drop --profile, or use an audio backend.")
+        if needs_audio and any(c.profile is not None for c in conditions):
+            from harness.noise import prepare as prepare_profile
+
+            # Decode every noise recording and impulse response once, now: a corrupt file stops the
+            # run before any audio is transcribed, and no utterance pays for decoding it again.
+            prepared_profiles = {c.name: prepare_profile(c.profile, info.sample_rate_hz) for c in conditions if c.profile is not None}
+            conditions = [c if c.profile is None else Condition(name=c.name, snr_db=c.snr_db, profile=prepared_profiles[c.name]) for c in conditions]
+        options = dict(backend.options) if isinstance(backend, BackendFactory) else dict(backend_options or {})
+        config = {
+            "manifest": {"path": str(Path(manifest.source).resolve()) if Path(manifest.source).exists() else manifest.source, "sha256": manifest.sha256, "format": manifest.format, "n_utterances": len(manifest)},
+            "backend": {"name": info.name, "options": options},
+            "normalizer": {"name": normalizer, "implementation": normalizer_version(normalizer)},
+            "seed": seed,
+            "conditions": [c.describe() for c in conditions],
+        }
         run_record = _open_run(out_dir, config, resume=resume)
         started = time.perf_counter()
+        spec = WorkSpec(
+            conditions=tuple(conditions), normalizer=normalizer, seed=seed, sample_rate_hz=info.sample_rate_hz, batch_size=batch_size,
+            tag_names=tuple(manifest.tag_names), max_duration_s=max_duration_s, max_reference_words=max_reference_words,
+        )
         # The store is opened (and a damaged one refused) before run.json records a new session.
-        with ResultStore(out_dir / RESULTS_FILE) as store:
-            done = store.done_keys(retry_failed=retry_failed)
-            retrying = store.retryable_keys() if retry_failed else set()
-            run_record["backend_details"] = describe_backend(backend)
-            session: dict[str, Any] = {"started_at": _now(), "batch_size": batch_size, "retry_failed": retry_failed}
+        with ResultStore(out_dir / RESULTS_FILE, schema=result_schema(manifest.tag_names)) as store:
+            run_record["backend_details"] = info.details
+            session: dict[str, Any] = {"started_at": _now(), "batch_size": batch_size, "retry_failed": retry_failed, "executor": executor.name}
             run_record.setdefault("sessions", []).append(session)
             write_run_record(out_dir, run_record)
-            work = [_WorkItem(u, c) for u in manifest for c in conditions if (u.id, c.key) not in done]
+            rows, condition_indices, retrying = plan_work(manifest, conditions, store, retry_failed=retry_failed)
             n_total = len(manifest) * len(conditions)
-            load = _audio_loader(backend.sample_rate_hz, max_duration_s=max_duration_s) if needs_audio else None
-            babble_candidates = [u for u in manifest if u.has_audio]
-            cache_scope = cache.scope(backend) if cache is not None else None
-            failed = cached = 0
+            n_done = n_total - len(rows)
+            noisy = needs_audio and any(c.profile is not None for c in conditions)
+            job = Job(manifest=manifest.table, rows=rows, condition_indices=condition_indices, spec=spec, candidates=BabbleCandidates.of(manifest.table) if noisy else None)
+            written = failed = cached = retried = 0
             interrupted = True
-            progress_base = len(done)
 
-            def within_batch(n_finished: int) -> None:
+            def within_unit(n_finished: int) -> None:
                 if progress is not None:
-                    progress(progress_base + written + n_finished, n_total)
+                    progress(n_done + written + n_finished, n_total)
 
-            backend.set_progress(within_batch)
             try:
-                for prepared in _prepared_batches(work, batch_size, load, babble_candidates, seed, prep_workers, prefetch_batches, max_reference_words):
-                    rows, n_cached = _transcribe_and_score(backend, prepared, normalize, cache_scope)
-                    store.write_batch(rows)
-                    written += len(rows)
-                    cached += n_cached
-                    failed += sum(row["status"] == "failed" for row in rows)
-                    if on_batch is not None:
-                        on_batch(rows)
-                    if progress is not None:
-                        progress(progress_base + written, n_total)
-                    if stop_requested is not None and stop_requested():
-                        break
-                else:
-                    interrupted = False
+                with contextlib.closing(executor.run(job, cache=cache, within_unit=within_unit)) as results:
+                    for table in results:
+                        store.append(table)
+                        written += table.num_rows
+                        failed += _count_failed(table)
+                        cached += _count_cached(table)
+                        retried += _count_in(table, retrying)
+                        if on_batch is not None:
+                            on_batch(table)
+                        if progress is not None:
+                            progress(n_done + written, n_total)
+                        if stop_requested is not None and stop_requested():
+                            break
+                    else:
+                        interrupted = False
             finally:
-                backend.set_progress(None)
                 session["ended_at"] = _now()
                 session["written"] = written
-                session["retried"] = len(retrying & {(i.utterance.id, i.condition.key) for i in work[:written]})
+                session["retried"] = retried
                 session["interrupted"] = interrupted
                 if cache is not None:
                     session["cache"] = {"path": str(cache.path), "hits": cached}
-                stats = backend.stats()
+                stats = executor.stats()
                 if stats:
                     session["backend_stats"] = stats
                     run_record["backend_stats"] = _sum_stats(s.get("backend_stats") or {} for s in run_record["sessions"])
                 try:
+                    store.flush()
                     complete = not interrupted and store.count() == n_total
                     run_record["status"] = "complete" if complete else "interrupted"
-                    run_record["backend_details"] = describe_backend(backend)
+                    run_record["backend_details"] = executor.details() or info.details
                     run_record["failures"] = store.failure_counts()
                     write_run_record(out_dir, run_record)
                     if complete:
-                        store.to_frame().to_parquet(out_dir / EXPORT_FILE, index=False)
+                        store.export(out_dir / EXPORT_FILE)
                 except (OSError, sqlite3.Error):
                     # Saving the status can fail for the reason the run failed (a full disk); that reason is
-                    # the one to report, and resume works from results.sqlite whatever run.json says.
+                    # the one to report, and resume works from the store whatever run.json says.
                     if not interrupted:
                         raise
-        return RunSummary(out_dir=out_dir, n_total=n_total, n_done_before=len(done), n_written=written, n_failed=failed, seconds=time.perf_counter() - started,
-                          stopped_early=interrupted, n_retried=session["retried"], n_cached=cached, batch_size=batch_size, notes=tuple(notes + backend.notes()))
+        return RunSummary(
+            out_dir=out_dir, n_total=n_total, n_done_before=n_done, n_written=written, n_failed=failed,
+            seconds=time.perf_counter() - started, stopped_early=interrupted, n_retried=retried, n_cached=cached, batch_size=batch_size,
+            notes=tuple(notes + executor.notes()), backend_details=run_record["backend_details"],
+        )
     except (OSError, sqlite3.Error) as error:
-        raise _output_error(error, out_dir, n_finished=len(done) + written) from error
+        raise _output_error(error, out_dir, n_finished=n_done + written) from error
     finally:
-        lock.close()
+        try:
+            executor.close()
+        finally:
+            lock.close()
+
+
+def plan_work(manifest: Manifest, conditions: Sequence[Condition], store: ResultStore, *, retry_failed: bool = True) -> tuple[np.ndarray, np.ndarray, Any]:
+    """(manifest row, condition index) of every item not yet stored, utterance by utterance, and the
+    stored keys that failed for a retryable reason and are planned again (with `retry_failed`).
+
+    Done items are found column-wise (one membership test per condition), never as a set of
+    Python tuples, so planning a million-row resume costs a fraction of a second.
+    """
+    import pyarrow.compute as pc
+
+    n, k = len(manifest), len(conditions)
+    todo = np.ones((n, k), dtype=bool)
+    done = store.read_table(columns=["utterance_id", "condition_key", "status", "failure"])
+    retrying = done.filter(retryable_mask(done)) if retry_failed else done.schema.empty_table()
+    if retry_failed:
+        done = done.filter(retryable_mask(done, invert=True))
+    if done.num_rows:
+        ids = manifest.table.column("id")
+        for j, condition in enumerate(conditions):
+            done_ids = done.filter(pc.equal(done.column("condition_key"), condition.key)).column("utterance_id")
+            if len(done_ids):
+                todo[:, j] = ~pc.is_in(ids, value_set=done_ids.combine_chunks()).to_numpy(zero_copy_only=False)
+    rows, condition_indices = np.nonzero(todo)
+    return rows.astype(np.int64), condition_indices.astype(np.int32), _keys(retrying)
+
+
+def _count_failed(table: Any) -> int:
+    import pyarrow.compute as pc
+
+    return int(pc.sum(pc.equal(table.column("status"), "failed")).as_py() or 0)
+
+
+def _count_cached(table: Any) -> int:
+    import pyarrow.compute as pc
+
+    # attempts=0: the transcript came from the cache, nothing was sent to the backend.
+    return int(pc.sum(pc.equal(table.column("attempts"), 0)).as_py() or 0)
+
+
+def _keys(table: Any) -> Any:
+    """(utterance_id, condition_key) of each row as one string column, for membership tests."""
+    import pyarrow.compute as pc
+
+    return pc.binary_join_element_wise(table.column("utterance_id"), table.column("condition_key"), "\x1f")
+
+
+def _count_in(table: Any, keys: Any) -> int:
+    import pyarrow.compute as pc
+
+    if not len(keys):
+        return 0
+    return int(pc.sum(pc.is_in(_keys(table), value_set=keys.combine_chunks() if hasattr(keys, "combine_chunks") else keys)).as_py() or 0)
 
 
 def _check_out_dir(out_dir: Path, *, resume: bool) -> None:
@@ -365,177 +416,18 @@ def _open_run(out_dir: Path, config: dict[str, Any], *, resume: bool) -> dict[st
     return {"asrfair_version": _version("asrfair"), "created_at": _now(), **config, "environment": _environment(), "status": "running"}
 
 
-def _audio_loader(rate_hz: int, *, max_duration_s: float | None = DEFAULT_MAX_DURATION_S) -> Callable[[Utterance], np.ndarray]:
-    """Decode at the backend's rate, caching recent utterances so each is decoded once per condition sweep."""
-    known: dict[str, Utterance] = {}
-
-    @lru_cache(maxsize=256)
-    def load_by_id(utterance_id: str) -> np.ndarray:
-        utterance = known[utterance_id]
-        if utterance.audio_bytes is not None:
-            source: Path | io.BytesIO = io.BytesIO(utterance.audio_bytes)
-        elif utterance.audio is None:
-            raise AudioError(f"utterance {utterance.id!r} has no audio. Add an audio path to the manifest.")
-        else:
-            source = utterance.audio
-        samples = load_audio(source, rate_hz, offset_s=utterance.offset_s, duration_s=utterance.duration_s, max_duration_s=max_duration_s)
-        samples.flags.writeable = False  # shared through the cache: transforms must copy, never edit
-        return samples
-
-    def load(utterance: Utterance) -> np.ndarray:
-        known[utterance.id] = utterance
-        return load_by_id(utterance.id)
-
-    load.rate_hz = rate_hz  # type: ignore[attr-defined]
-    return load
-
-
-def _prepared_batches(work: list[_WorkItem], batch_size: int, load: Callable[[Utterance], np.ndarray] | None, babble_candidates: list[Utterance], seed: int, prep_workers: int, prefetch_batches: int,
-                      max_reference_words: int | None = None) -> Iterator[list[_Prepared]]:
-    """Yield prepared batches in order while up to `prefetch_batches` more are prepared in threads."""
-    chunks = (work[i : i + batch_size] for i in range(0, len(work), batch_size))
-    prepare = lambda chunk: [_prepare_item(item, load, babble_candidates, seed, max_reference_words) for item in chunk]  # noqa: E731
-    with ThreadPoolExecutor(max_workers=max(1, prep_workers), thread_name_prefix="asrfair-prep") as pool:
-        pending: deque[Future[list[_Prepared]]] = deque()
-        for chunk in chunks:
-            pending.append(pool.submit(prepare, chunk))
-            if len(pending) >= prefetch_batches:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-
-
-def _prepare_item(item: _WorkItem, load: Callable[[Utterance], np.ndarray] | None, babble_candidates: list[Utterance], seed: int,
-                  max_reference_words: int | None = None) -> _Prepared:
-    utterance, condition = item.utterance, item.condition
-    too_long = reference_too_long(utterance.text, max_reference_words)
-    if too_long is not None:
-        return _Prepared(item, error=too_long)
-    if load is None:
-        return _Prepared(item, TranscriptionRequest(utterance_id=utterance.id, samples=None, sample_rate_hz=None, condition=condition.key))
-    rate_hz = load.rate_hz  # type: ignore[attr-defined]
-    try:
-        samples = load(utterance)
-    except HarnessError as error:
-        return _Prepared(item, error=str(error), failure="permanent")
-    except Exception as error:  # a decoder crash fails this utterance, not the run
-        return _Prepared(item, error=f"{utterance.audio}: {type(error).__name__}: {error}", failure="permanent")
-    duration_s = len(samples) / rate_hz
-    noise: list[dict[str, Any]] = []
-    if condition.profile is not None:
-        from harness.noise import apply_profile
-
-        rng = rng_for(seed, utterance.id, condition.key)
-        try:
-            samples, noise = apply_profile(condition.profile, samples.copy(), rate_hz, snr_db=condition.snr_db, rng=rng, babble_pool=babble_pool_for(utterance.id, babble_candidates, load))
-        except HarnessError as error:
-            return _Prepared(item, error=f"condition {condition.key}: {error}", failure="permanent")
-        except Exception as error:
-            return _Prepared(item, error=f"condition {condition.key}: {type(error).__name__}: {error}", failure="permanent")
-        noise_seed = seed_for(seed, utterance.id, condition.key)
-        noise = [{"seed": noise_seed}, *noise]
-    else:
-        noise_seed = None
-    request = TranscriptionRequest(utterance_id=utterance.id, samples=samples, sample_rate_hz=rate_hz, condition=condition.key)
-    return _Prepared(item, request, audio_duration_s=duration_s, noise=noise, noise_seed=noise_seed)
-
-
-def reference_too_long(text: str, max_words: int | None) -> str | None:
-    """The failure reason when a reference has more than max_words words (counted without splitting a huge text)."""
-    if not max_words or len(text) <= max_words:  # fewer characters than the limit: fewer words too
-        return None
-    n_words = sum(1 for _ in re.finditer(r"\S+", text))
-    if n_words <= max_words:
-        return None
-    return (f"reference has {n_words} words, more than the limit of {max_words} per utterance: aligning it would take memory in proportion "
-            "to its length times the hypothesis's. Split the utterance, or raise --max-reference-words.")
-
-
-def babble_pool_for(utterance_id: str, candidates: Sequence[Utterance], load: Callable[[Utterance], np.ndarray]) -> Callable[[int, np.random.Generator], list[np.ndarray]]:
-    """Babble talkers for one utterance: other utterances of the manifest, drawn with the caller's generator."""
-    others = [u for u in candidates if u.id != utterance_id]
-
-    def pool(n: int, rng: np.random.Generator) -> list[np.ndarray]:
-        if not others:
-            raise ConfigError("babble needs other utterances with audio in the manifest; this one has none.")
-        picks = rng.choice(len(others), size=min(n, len(others)), replace=False)
-        return [load(others[int(i)]) for i in picks]
-
-    return pool
-
-
-def audio_loader(rate_hz: int, *, max_duration_s: float | None = DEFAULT_MAX_DURATION_S) -> Callable[[Utterance], np.ndarray]:
+def audio_loader(rate_hz: int, *, max_duration_s: float | None = DEFAULT_MAX_DURATION_S) -> Callable[[Any], np.ndarray]:
     """The runner's cached decoder at `rate_hz`, for tools that must see exactly what a run fed the backend."""
-    return _audio_loader(rate_hz, max_duration_s=max_duration_s)
+    from harness.pipeline import AudioLoader
+
+    return AudioLoader(rate_hz, max_duration_s=max_duration_s)
 
 
-def _transcribe_and_score(backend: Backend, prepared: list[_Prepared], normalize: Callable[[str], str], cache: Any = None) -> tuple[list[dict[str, Any]], int]:
-    """Transcribe the batch (cached transcripts first), score it, and build its rows. Returns (rows, cache hits)."""
-    ready = [p for p in prepared if p.error is None]
-    n_cached = 0
-    if cache is not None:
-        for p in ready:
-            p.result = cache.get(p.request, p.noise_seed)
-        n_cached = sum(p.result is not None for p in ready)
-        ready = [p for p in ready if p.result is None]
-    if ready:
-        try:
-            results = backend.transcribe([p.request for p in ready])  # type: ignore[misc]
-            if len(results) != len(ready):
-                raise HarnessError(f"backend {backend.name!r} returned {len(results)} transcripts for {len(ready)} utterances")
-            for p, result in zip(ready, results):
-                _take(p, result, backend)
-        except (KeyboardInterrupt, FatalBackendError):
-            raise
-        except Exception:
-            # One utterance may have broken the batch: retry alone so only it fails.
-            for p in ready:
-                try:
-                    _take(p, backend.transcribe([p.request])[0], backend)  # type: ignore[list-item]
-                except (KeyboardInterrupt, FatalBackendError):
-                    raise
-                except TranscriptionError as error:
-                    _take(p, error, backend)
-                except Exception as error:
-                    # The harness cannot tell why an engine crashed: a resume may try it again.
-                    p.error, p.failure = f"backend {backend.name!r} failed: {type(error).__name__}: {error}", "retryable"
-        if cache is not None:
-            cache.put_many([(p.request, p.noise_seed, p.result) for p in ready if p.error is None and p.result is not None])
-    scored = [p for p in prepared if p.error is None]
-    scores = score_many([p.item.utterance.text for p in scored], [p.result.text or "" for p in scored], normalize)  # type: ignore[union-attr]
-    score_of = {id(p): s for p, s in zip(scored, scores)}
-    rows = []
-    for p in prepared:
-        utterance, condition = p.item.utterance, p.item.condition
-        row: dict[str, Any] = {
-            "utterance_id": utterance.id, "condition_key": condition.key, "condition": condition.name, "snr_db": condition.snr_db,
-            "speaker": utterance.speaker, "reference": utterance.text, "tags_json": dict(utterance.tags),
-            "noise_json": p.noise or None, "audio_duration_s": p.audio_duration_s,
-        }
-        if p.result is not None:
-            row.update(latency_s=p.result.latency_s, attempts=p.result.attempts)
-        if p.error is not None:
-            row.update(status="failed", error=p.error, failure=p.failure or "permanent")
-        else:
-            s = score_of[id(p)]
-            row.update(status="ok", hypothesis=p.result.text, **s.as_dict())  # type: ignore[union-attr]
-            if p.result.note:  # type: ignore[union-attr]
-                row["error"] = p.result.note  # type: ignore[union-attr]
-        rows.append(row)
-    return rows, n_cached
+def babble_pool_for(utterance_id: str, candidates: Any, load: Callable[[Any], np.ndarray]) -> Callable[[int, np.random.Generator], list[np.ndarray]]:
+    """Babble talkers for one utterance: other utterances of the manifest (see harness.pipeline)."""
+    from harness.pipeline import babble_pool_for as pool_for
 
-
-def _take(p: _Prepared, result: Any, backend: Backend) -> None:
-    """Record one backend result on its prepared item: a transcript, or why it failed."""
-    if isinstance(result, TranscriptionError):
-        p.error, p.failure = f"backend {backend.name!r}: {result}", result.kind
-        p.result = Transcript(text="", latency_s=result.latency_s, attempts=result.attempts)
-    elif isinstance(result, Transcript):
-        p.result = result
-    elif isinstance(result, str):
-        p.result = Transcript(text=result)
-    else:
-        raise HarnessError(f"backend {backend.name!r} returned {type(result).__name__} for utterance {p.item.utterance.id!r}; expected a string, a Transcript or a TranscriptionError")
+    return pool_for(utterance_id, candidates, load)
 
 
 def _now() -> str:
@@ -554,7 +446,7 @@ def _environment() -> dict[str, Any]:
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "packages": {name: _version(name) for name in packages if _version(name)},
+        "packages": {name: version for name in packages if (version := _version(name))},
         "git": _git_state(),
     }
 

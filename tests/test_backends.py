@@ -216,13 +216,23 @@ def test_a_run_from_before_the_new_columns_resumes(manifest, tmp_path):
 
     from harness.store import COLUMNS
 
+    import json
+
+    import pyarrow as pa
+
     out = tmp_path / "run"
     run_evaluation(manifest, Recorder(), out_dir=out)
+    # Rewrite the store as an older asrfair left it: parts and recorded schema without the new columns.
+    new = ("latency_s", "attempts", "failure")
+    for part in (out / "results.parts").glob("*.arrow"):
+        table = pa.ipc.open_file(pa.BufferReader(part.read_bytes())).read_all()  # a copy: the file is rewritten below
+        table = table.drop_columns([name for name in new if name in table.column_names])
+        with pa.ipc.new_file(part, table.schema) as writer:
+            writer.write_table(table)
     with sqlite3.connect(out / "results.sqlite") as connection:
-        old = [name for name, _ in COLUMNS if name not in ("latency_s", "attempts", "failure")]
-        connection.execute(f"CREATE TABLE old AS SELECT {', '.join(old)} FROM results")
-        connection.execute("DROP TABLE results")
-        connection.execute("ALTER TABLE old RENAME TO results")
+        schema = [[name, kind] for name, kind in json.loads(connection.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0]) if name not in new]
+        connection.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (json.dumps(schema),))
+    assert {name for name, _ in COLUMNS} >= set(new)
     summary = run_evaluation(manifest, Recorder(), out_dir=out, resume=True)
     assert summary.n_written == 0 and "latency_s" in load_run(out).frame
 

@@ -95,7 +95,7 @@ def _noisy_hash(utterance, seed):
 
     from harness.manifest import Manifest
 
-    one = Manifest(source="x", sha256="x", format="jsonl", utterances=(utterance,))
+    one = Manifest.from_utterances((utterance,), source="x", sha256="x", format="jsonl")
     with tempfile.TemporaryDirectory() as directory:
         run_evaluation(one, backend, out_dir=Path(directory) / "run", conditions=build_conditions([load_profile("white")], [10.0]), seed=seed)
         frame = load_run(Path(directory) / "run").frame.set_index("condition_key")

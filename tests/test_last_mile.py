@@ -46,7 +46,7 @@ def test_real_noise_raises_pocketsphinx_wer_on_real_speech(tmp_path):
     # Provenance per utterance: which file, where in it, the measured SNR, the seed.
     from harness.report.data import load_run
 
-    frame = load_run(tmp_path / "run").frame
+    frame = load_run(tmp_path / "run", texts=True).frame
     noisy = frame[frame["condition_key"] == "dishes@0dB"]
     record = json.loads(noisy["noise_json"].iloc[0])
     assert "seed" in record[0]

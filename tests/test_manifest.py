@@ -133,3 +133,144 @@ def test_huggingface_audio_bytes_are_decoded_by_the_runner(tmp_path):
     assert utterance.audio_bytes is not None and utterance.audio is None
     samples = audio_loader(16000)(utterance)
     assert samples.shape == (16000,) and np.max(np.abs(samples)) == pytest.approx(0.3, abs=0.02)
+
+
+# -- the bulk (columnar) reader ----------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from harness.manifest import NON_TAG_KEYS, _build_utterances, _read_parquet  # noqa: E402
+from harness.manifest_table import PYTHON_WHITESPACE, read_clean_table  # noqa: E402
+from harness.records import read_delimited_records, read_json_records  # noqa: E402
+
+
+def test_python_whitespace_list_is_exactly_str_isspace():
+    assert PYTHON_WHITESPACE == "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
+
+
+def record_reader(path, fmt):
+    readers = {"jsonl": read_json_records, "csv": lambda p: read_delimited_records(p, delimiter=",").records,
+               "tsv": lambda p: read_delimited_records(p, delimiter="\t").records, "parquet": _read_parquet}
+    return readers[fmt](path)
+
+
+def both_readers(path, fmt, columns=ColumnMap(), require_audio=False):
+    bulk = read_clean_table(path, fmt, columns=columns, require_audio=require_audio, integer_tags_ok=fmt != "jsonl", non_tag_keys=NON_TAG_KEYS)
+    utterances, problems = _build_utterances(record_reader(path, fmt), source=str(path), base=path.parent, columns=columns, require_audio=require_audio, integer_tags_ok=fmt != "jsonl")
+    return bulk, utterances, problems
+
+
+def as_tuples(utterances):
+    return [(u.id, u.text, u.audio, u.speaker, u.duration_s, dict(u.tags), u.source_line) for u in utterances]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "tsv", "parquet"])
+def test_clean_manifests_are_read_in_bulk(audio_dir, fmt):
+    rows = [{"id": f"u{i}", "audio": f"audio/{'abc'[i % 3]}.wav", "text": f"hello number {i}", "speaker": f"s{i % 2}", "accent": ["us", "in", "NA"][i % 3]} for i in range(7)]
+    path = audio_dir / f"m.{fmt}"
+    if fmt == "jsonl":
+        write_jsonl(path, rows)
+    elif fmt == "parquet":
+        pd.DataFrame(rows).to_parquet(path)
+    else:
+        pd.DataFrame(rows).to_csv(path, sep="," if fmt == "csv" else "\t", index=False)
+    columns = ColumnMap(missing_values=("", "NA"))
+    bulk, utterances, problems = both_readers(path, fmt, columns=columns, require_audio=True)
+    assert bulk is not None and not problems
+    manifest = load_manifest(path, columns=columns)
+    assert as_tuples(manifest) == as_tuples(utterances)
+    assert manifest.tag_names == ["accent"] and dict(manifest.utterances[2].tags) == {}
+    assert manifest.utterances[3].source_line == (4 if fmt in ("jsonl", "parquet") else 5)
+
+
+def test_blank_lines_fall_back_to_the_record_reader_and_keep_line_numbers(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"id": "u1", "text": "a"}\n\n{"id": "u2", "text": "b"}\n', encoding="utf-8")
+    bulk, utterances, _ = both_readers(path, "jsonl")
+    assert bulk is None
+    assert [u.source_line for u in load_manifest(path, require_audio=False)] == [1, 3]
+
+
+def test_a_problem_anywhere_is_reported_by_line_even_in_a_large_manifest(tmp_path):
+    path = tmp_path / "m.jsonl"
+    rows = [{"id": f"u{i}", "text": "words here", "tags": {"accent": "us"}} for i in range(5000)]
+    rows[4321]["text"] = "\u3000 "
+    rows[4999]["id"] = "u7"
+    write_jsonl(path, rows)
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path, require_audio=False)
+    assert [(p.line, p.field, p.value) for p in caught.value.problems] == [(4322, "text", "\u3000 "), (5000, "id", "u7")]
+
+
+# Clean records with a few fields changed (or removed): each change may or may not be a problem.
+DELETE = object()
+CHANGES = {
+    "id": [None, "", 3, True, "u0"],
+    "text": [None, "", " ", "\u3000", "\x1c", 7, "a\u3000b"],
+    "speaker": [4, "", True, None, 1.5, DELETE],
+    "audio": ["audio/a.wav", "./audio/b.wav", "audio/missing.wav", "", 1, "~/nowhere.wav", None, DELETE],
+    "audio_filepath": ["audio/c.wav", "audio/missing.flac"],
+    "tags": ["flat", None, {"age": 30}, {"age": 1.5}, {"age": None}, {"age": True}, {"accent": "NA"}, {"accent": ""}, {"gender": "f"}, DELETE],
+    "region": ["north", 5, 2.5, None, "NA", float("nan"), DELETE],
+    "accent": ["top-level"],
+    "duration": ["2", 3, 1.5, None, True, DELETE, 0, -1.0, "abc", " 2 ", "nan", float("nan")],
+    "duration_s": [0.5],
+    "offset": [0.0, 0.5, -1, "2", " ", None, DELETE, True, float("inf"), "1e1"],
+    "offset_s": [1.25],
+}
+change = st.sampled_from(sorted(CHANGES)).flatmap(lambda key: st.tuples(st.just(key), st.sampled_from(CHANGES[key])))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    n=st.integers(0, 5), changes=st.lists(st.tuples(st.integers(0, 4), change), max_size=3), everywhere=st.booleans(),
+    require_audio=st.booleans(), tag_columns=st.sampled_from([None, None, ("region",), ("age",)]),
+)
+def test_bulk_reader_agrees_with_the_record_reader_on_jsonl(audio_dir, n, changes, everywhere, require_audio, tag_columns):
+    """Whenever the bulk reader answers, it gives exactly the utterances the record reader gives;
+    whenever the record reader finds a problem, the bulk reader does not answer."""
+    records = [{"id": f"u{i}", "text": f"words {i}", "speaker": f"s{i % 2}", "audio": f"audio/{'abc'[i % 3]}.wav", "region": "south", "tags": {"accent": "us"}, "duration": 1.0} for i in range(n)]
+    for index, (key, value) in changes:
+        for record in records if everywhere else records[index : index + 1]:
+            if value is DELETE:
+                record.pop(key, None)
+            else:
+                record[key] = f"{value}{index}" if everywhere and key == "id" and isinstance(value, str) and value else value
+    path = audio_dir / "h.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    columns = ColumnMap(tags=tag_columns, missing_values=("", "NA"))
+    bulk, utterances, problems = both_readers(path, "jsonl", columns=columns, require_audio=require_audio)
+    if problems:
+        assert bulk is None, problems
+    elif bulk is not None:
+        from harness.manifest import Manifest
+
+        manifest = Manifest(source=str(path), sha256="", format="jsonl", table=bulk)
+        assert as_tuples(manifest) == as_tuples(utterances)
+        assert set(manifest.tag_names) == {name for u in utterances for name in u.tags}
+    if n and not changes and tag_columns is None:
+        assert bulk is not None  # clean and plainly shaped: read in bulk
+
+
+flat_value = st.sampled_from(["u1", "u2", "", "NA", " ", "\u00a0", "x y", "3"])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(flat_value, flat_value, flat_value, flat_value), min_size=1, max_size=6), fmt=st.sampled_from(["csv", "tsv", "parquet"]))
+def test_bulk_reader_agrees_with_the_record_reader_on_tables(audio_dir, rows, fmt):
+    frame = pd.DataFrame(rows, columns=["id", "text", "speaker", "accent"])
+    path = audio_dir / f"h.{fmt}"
+    if fmt == "parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, sep="," if fmt == "csv" else "\t", index=False)
+    columns = ColumnMap(missing_values=("", "NA"))
+    bulk, utterances, problems = both_readers(path, fmt, columns=columns)
+    if problems:
+        assert bulk is None
+    else:
+        assert bulk is not None  # a clean flat table is always read in bulk
+        from harness.manifest import Manifest
+
+        assert as_tuples(Manifest(source=str(path), sha256="", format=fmt, table=bulk)) == as_tuples(utterances)

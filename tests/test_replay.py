@@ -57,3 +57,40 @@ def test_duplicate_ids_rejected_with_line(tmp_path):
 def test_unknown_backend_suggests():
     with pytest.raises(BackendError, match="Did you mean 'replay'"):
         load_backend("replya")
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from harness.backends.replay import _read_hypotheses, _read_hypotheses_in_bulk  # noqa: E402
+
+cell = st.sampled_from(["u1", "u2", "hello world", "", "a,b", '"quoted"', "x\ty", "naïve"])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(cell, cell), max_size=6), suffix=st.sampled_from([".tsv", ".csv", ".jsonl"]), columns=st.sampled_from([("id", "hypothesis"), ("id", "text"), ("key", "hypothesis")]))
+def test_bulk_reader_gives_the_line_readers_pairs_or_nothing(tmp_path, rows, suffix, columns):
+    path = tmp_path / f"h{suffix}"
+    if suffix == ".jsonl":
+        path.write_text("".join(json.dumps(dict(zip(columns, row))) + "\n" for row in rows), encoding="utf-8")
+    else:
+        import csv
+
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle, delimiter="," if suffix == ".csv" else "\t", quoting=csv.QUOTE_MINIMAL if suffix == ".csv" else csv.QUOTE_NONE, escapechar="\\")
+            writer.writerow(columns)
+            writer.writerows(rows)
+    bulk = _read_hypotheses_in_bulk(path, "id", "hypothesis")
+    try:
+        expected = _read_hypotheses(path, "id", "hypothesis")
+    except BackendError:
+        assert bulk is None
+        return
+    if bulk is not None:
+        assert list(bulk) == expected
+
+
+def test_a_clean_file_is_read_in_bulk(tmp_path):
+    path = tmp_path / "h.tsv"
+    path.write_text("id\thypothesis\n" + "".join(f"u{i}\tword {i}\n" for i in range(100)), encoding="utf-8")
+    assert list(_read_hypotheses_in_bulk(path, "id", "hypothesis")) == _read_hypotheses(path, "id", "hypothesis")

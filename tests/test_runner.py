@@ -2,6 +2,7 @@
 
 import json
 import re
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -167,7 +168,7 @@ def test_each_segment_is_transcribed_on_its_own(tmp_path):
         + json.dumps({"audio_filepath": "both.wav", "text": second, "offset": (len(a) + len(gap)) / rate, "duration": len(b) / rate, "id": "second"}) + "\n"
     )
     run_evaluation(load_manifest(manifest_path), load_backend("pocketsphinx", {"processes": "1"}), out_dir=tmp_path / "run", batch_size=2)
-    frame = load_run(tmp_path / "run").frame.set_index("utterance_id")
+    frame = load_run(tmp_path / "run", texts=True).frame.set_index("utterance_id")
     assert frame.loc["second", "audio_duration_s"] == pytest.approx(len(b) / rate, abs=1e-3)
     assert list(frame.index) == ["both@0s", "second"]  # a NeMo segment without an id is named by its file and offset
     for uid, own, others in (("both@0s", first, {"please", "tomorrow", "morning"}), ("second", second, {"cat", "mat"})):
@@ -210,12 +211,24 @@ def test_a_huge_reference_fails_quickly_without_aligning(tmp_path):
 # ------------------------------------------------------------------------------------- full disks
 
 
+# `asrfair` with units of work and commits as small as one batch, as a slow backend's are: replay
+# otherwise takes thousands of rows per unit and commits them in groups, and a failure or a progress
+# line could not land between batches of a run this small.
+SMALL_UNITS = (
+    "import sys, harness.executors as e, harness.store as s\n"
+    "e.NO_AUDIO_UNIT_ROWS, s.COMMIT_ROWS = 1, 1\n"
+    "from harness.cli import main\n"
+    "sys.argv = ['asrfair', *sys.argv[1:]]\n"
+    "main()\n"
+)
+
+
 def _replay_inputs(tmp_path, n=3000):
     manifest = tmp_path / "big.jsonl"
     manifest.write_text("".join(json.dumps({"id": f"u{i}", "text": "the quick brown fox jumps over the lazy dog " * 3, "speaker": f"s{i % 50}"}) + "\n" for i in range(n)))
     hyps = tmp_path / "big.tsv"
     hyps.write_text("id\thypothesis\n" + "".join(f"u{i}\tthe quick brown fox jumps over a lazy dog\n" for i in range(n)))
-    return [sys.executable, "-m", "harness.cli", "run", str(manifest), "--backend", "replay", "--backend-arg", f"hypotheses={hyps}"]
+    return [sys.executable, "-c", SMALL_UNITS, "run", str(manifest), "--backend", "replay", "--backend-arg", f"hypotheses={hyps}"]
 
 
 def _check_resumes_without_loss(command, out, kept):
@@ -258,7 +271,7 @@ def test_a_full_disk_stops_the_run_says_so_and_resumes(tmp_path):
     out = disk / "run"
     script = (
         f"mount -t tmpfs -o size=300k tmpfs {disk} || exit 99\n"
-        f"{' '.join(map(str, command))} --out {out} 2>{tmp_path / 'stderr.txt'}; echo $? > {tmp_path / 'rc.txt'}\n"
+        f"{shlex.join(map(str, command))} --out {out} 2>{tmp_path / 'stderr.txt'}; echo $? > {tmp_path / 'rc.txt'}\n"
         f"cp -r {out} {tmp_path / 'kept'}\n"
     )
     result = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=120)

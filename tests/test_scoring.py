@@ -71,3 +71,40 @@ def test_matches_jiwer_totals_and_identity(pairs):
 
 def test_alignment_for_display():
     assert alignment("the cat sat", "the bat sat down") == [("equal", "the", "the"), ("substitute", "cat", "bat"), ("equal", "sat", "sat"), ("insert", None, "down")]
+
+
+# -- scoring a column at a time ------------------------------------------------------------------
+
+from hypothesis import strategies as st2  # noqa: E402
+
+from harness.normalize import normalize_ascii, normalize_none  # noqa: E402
+from harness.scoring import normalize_many, score_columns  # noqa: E402
+
+ascii_text = st2.text(alphabet=st2.sampled_from([chr(c) for c in range(128)] + list("abc xyz'-.,") * 4 + ["'"] * 6), max_size=30)
+any_text = st2.text(alphabet=st2.sampled_from(list("ab c\u00e9\u2019\u3000\u00a0\x85\u0130") + [chr(c) for c in range(0, 128, 7)]), max_size=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st2.lists(st2.one_of(ascii_text, ascii_text, ascii_text, any_text), max_size=40))
+def test_normalize_many_equals_the_normaliser_string_by_string(texts):
+    for normalizer in (normalize_basic, normalize_ascii, normalize_none):
+        assert normalize_many(texts, normalizer) == [normalizer(t) for t in texts]
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts=st2.lists(ascii_text, max_size=40))
+def test_ascii_column_path_equals_the_normaliser(texts):
+    # All ASCII, so every string takes the byte-translation path (not the normaliser itself).
+    for normalizer in (normalize_basic, normalize_ascii, normalize_none):
+        assert normalize_many(texts, normalizer) == [normalizer(t) for t in texts]
+
+
+@settings(max_examples=100, deadline=None)
+@given(pairs=st.lists(st.tuples(words, st.one_of(words, st.just(""), st.none())), min_size=1, max_size=80))
+def test_score_columns_equals_score_one_pair_at_a_time(pairs):
+    refs, hyps = [p[0] for p in pairs], [p[1] for p in pairs]
+    columns = score_columns(refs, hyps, normalize_basic)
+    for i, (ref, hyp) in enumerate(pairs):
+        single = score(ref, hyp or "", normalize_basic)
+        assert {name: int(values[i]) for name, values in columns.counts.items()} == {name: getattr(single, name) for name in columns.counts}
+        assert columns.reference_normalized[i] == single.reference_normalized

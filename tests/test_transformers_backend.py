@@ -259,8 +259,8 @@ def test_cli_run_with_a_local_model_directory_under_noise(ctc_dir, speech_manife
     assert second.exit_code == 0, second.output
     from harness.report.data import load_run
 
-    a = load_run(tmp_path / "a").frame.set_index(["utterance_id", "condition_key"]).sort_index()
-    b = load_run(tmp_path / "b").frame.set_index(["utterance_id", "condition_key"]).sort_index()
+    a = load_run(tmp_path / "a", texts=True).frame.set_index(["utterance_id", "condition_key"]).sort_index()
+    b = load_run(tmp_path / "b", texts=True).frame.set_index(["utterance_id", "condition_key"]).sort_index()
     assert len(a) == 24 and (a["status"] == "ok").all()
     # Seeded by (seed, utterance, condition): batch size and thread count change nothing.
     assert a["hypothesis"].tolist() == b["hypothesis"].tolist()

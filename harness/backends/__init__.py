@@ -11,7 +11,8 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
@@ -41,7 +42,7 @@ BACKENDS: dict[str, str] = {
 __all__ = [
     "BACKENDS", "ENTRY_POINT_GROUP", "Backend", "BackendInfo", "BackendOption", "FatalBackendError", "PermanentError",
     "RetryableError", "Transcript", "TranscriptionError", "TranscriptionRequest", "backend_class", "describe_backend",
-    "list_backends", "load_backend", "parse_backend_args",
+    "list_backends", "load_backend", "parse_backend_args", "BackendFactory",
 ]
 
 
@@ -150,6 +151,20 @@ def _is_installed(module: str) -> bool:
 
 def _first_line(text: str | None) -> str:
     return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackendFactory:
+    """A backend by registry name and `--backend-arg` options, built where it runs.
+
+    Picklable, so a worker on another machine builds its own backend rather than receiving one.
+    """
+
+    name: str
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    def build(self) -> Backend:
+        return load_backend(self.name, dict(self.options))
 
 
 def parse_backend_args(pairs: list[str]) -> dict[str, str]:

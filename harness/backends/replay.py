@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -58,8 +59,9 @@ class ReplayBackend(Backend):
         self.hypothesis_column = hypothesis_column
         self.match = match
         self.encoding = encoding
-        self._by_key = {self._key(i): text for i, text in _read_hypotheses(self.path, id_column, hypothesis_column, encoding)}
-        self._sha256 = hashlib.sha256(self.path.read_bytes()).hexdigest()
+        pairs = _read_hypotheses_in_bulk(self.path, id_column, hypothesis_column, encoding) or _read_hypotheses(self.path, id_column, hypothesis_column, encoding)
+        self._by_key = dict(pairs) if match == "exact" else {self._key(i): text for i, text in pairs}
+        self._sha256 = _sha256(self.path)
         self.coverage: ReplayCoverage | None = None
 
     def _key(self, utterance_id: str) -> str:
@@ -71,8 +73,10 @@ class ReplayBackend(Backend):
     def prepare(self, utterance_ids: Iterable[str]) -> ReplayCoverage:
         """Check coverage against the manifest before any work; stop if nothing matches at all."""
         ids = list(utterance_ids)
-        keys = {self._key(i) for i in ids}
-        missing = [i for i in ids if self._key(i) not in self._by_key]
+        key = self._key if self.match != "exact" else str
+        keys = set(map(key, ids))
+        by_key = self._by_key
+        missing = [i for i in ids if key(i) not in by_key]
         unused = [k for k in self._by_key if k not in keys]
         if ids and len(missing) == len(ids):
             raise BackendError(
@@ -87,10 +91,13 @@ class ReplayBackend(Backend):
         return self.coverage
 
     def transcribe(self, batch: list[TranscriptionRequest]) -> list[Transcript]:
+        get = self._by_key.get
+        key = self._key if self.match != "exact" else None  # exact ids, the common case, spared a call each
+        missing = Transcript(text="", note=NO_HYPOTHESIS)  # immutable, so shared by every missing id
         results = []
         for request in batch:
-            text = self._by_key.get(self._key(request.utterance_id))
-            results.append(Transcript(text=text) if text is not None else Transcript(text="", note=NO_HYPOTHESIS))
+            text = get(request.utterance_id if key is None else key(request.utterance_id))
+            results.append(Transcript(text=text) if text is not None else missing)
         return results
 
     def notes(self) -> list[str]:
@@ -118,6 +125,82 @@ class ReplayBackend(Backend):
                 "unused": self.coverage.n_unused, "unused_examples": list(self.coverage.unused_examples),
             }
         return record
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_hypotheses_in_bulk(path: Path, id_column: str, hypothesis_column: str, encoding: str = DEFAULT_ENCODING) -> Iterable[tuple[str, str]] | None:
+    """The (id, hypothesis) pairs of a clean UTF-8 file read by pyarrow, or None to read it line by line.
+
+    None whenever the line-by-line reader might see something else or have a problem to report
+    (another encoding, a JSON array, a repeated id, a missing field or column, a value on several
+    lines), so its messages keep their line numbers.
+    """
+    import codecs
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.lib
+
+    from harness.records import sniff_delimiter
+
+    suffix = path.suffix.lower()
+    try:
+        if not path.is_file() or codecs.lookup(encoding).name != "utf-8":
+            return None
+        with path.open("rb") as handle:
+            if handle.read(3) == codecs.BOM_UTF8:
+                return None
+        if suffix in JSON_SUFFIXES:
+            import pyarrow.json as pj
+
+            table, header_lines = pj.read_json(path), 0
+        elif suffix in (".tsv", ".csv", ".tab", ".txt"):
+            import pyarrow.csv as pcsv
+
+            with path.open(encoding="utf-8", newline="") as handle:
+                first = handle.readline()
+            # As harness.records reads a table: the delimiter its header holds, quotes literal in tab-separated text.
+            delimiter = sniff_delimiter(first, "," if suffix == ".csv" else "\t")
+            header = next(csv.reader([first], delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL), None)
+            if not header or len(set(header)) != len(header) or id_column not in header or hypothesis_column not in header:
+                return None
+            table = pcsv.read_csv(
+                path,
+                parse_options=pcsv.ParseOptions(delimiter=delimiter, quote_char=False if delimiter == "\t" else '"'),
+                convert_options=pcsv.ConvertOptions(column_types={name: pa.string() for name in header}, strings_can_be_null=False, quoted_strings_can_be_null=False),
+            )
+            header_lines = 1
+        else:
+            return None
+        table.validate(full=True)  # the JSON reader does not check that strings are UTF-8
+    except (pyarrow.lib.ArrowException, UnicodeDecodeError, LookupError, OSError):
+        return None
+    lines = 0
+    with path.open("rb") as handle:
+        last = b"\n"
+        while block := handle.read(1 << 22):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    if lines + (last != b"\n") != table.num_rows + header_lines or id_column not in table.column_names or hypothesis_column not in table.column_names:
+        return None
+    ids, texts = table.column(id_column), table.column(hypothesis_column)
+    if not (pa.types.is_string(ids.type) or pa.types.is_integer(ids.type)) or ids.null_count or pc.count_distinct(ids).as_py() != len(ids):
+        return None
+    # A JSON line without the field is an error and one with null is "", which a column cannot tell
+    # apart; and str() of a number is Python's to write.
+    if not pa.types.is_string(texts.type) or texts.null_count:
+        return None
+    id_values, text_values = ids.cast(pa.string()).to_pylist(), texts.to_pylist()
+    del table, ids, texts
+    pa.default_memory_pool().release_unused()  # the reader's buffers, no longer needed
+    return zip(id_values, text_values)
 
 
 def _read_hypotheses(path: Path, id_column: str, hypothesis_column: str, encoding: str = DEFAULT_ENCODING) -> list[tuple[str, str]]:

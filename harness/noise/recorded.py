@@ -41,7 +41,7 @@ def unusable_reason(mono: np.ndarray, rate_hz: int) -> tuple[str, str] | None:
         return (f"is too short to use as noise ({duration_s:.3f} s; the minimum is {MIN_DURATION_S:g} s)",
                 "Use a recording of at least a few seconds of the noise")
     samples = np.asarray(mono, dtype=np.float64)
-    rms = math.sqrt(float(np.dot(samples, samples)) / samples.size)
+    rms = math.sqrt(float(np.square(samples).sum()) / samples.size)  # numpy sums, so the verdict does not depend on BLAS threads
     if rms == 0.0 or 20.0 * math.log10(rms) < SILENCE_DBFS:
         level = "digital silence" if rms == 0.0 else f"RMS {20.0 * math.log10(rms):.1f} dBFS"
         return (f"is silent ({level}; the minimum is {SILENCE_DBFS:g} dBFS)", "Check the microphone input and gain, or leave the file out")

@@ -29,7 +29,7 @@ def synthetic_ir(rt60_s: float, rate_hz: int, *, drr_db: float, rng: np.random.G
     n_tail = max(1, int(math.ceil(rt60_s * rate_hz)))
     t_s = np.arange(1, n_tail + 1) / rate_hz
     tail = rng.standard_normal(n_tail) * np.exp(-3.0 * math.log(10.0) * t_s / rt60_s)
-    tail_energy = float(np.dot(tail, tail))
+    tail_energy = float(np.square(tail).sum())  # not np.dot: BLAS threads would change the last bit per machine
     ir = np.empty(n_tail + 1)
     ir[0] = math.sqrt(tail_energy * 10.0 ** (drr_db / 10.0))
     ir[1:] = tail

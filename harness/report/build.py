@@ -77,7 +77,7 @@ def small_description(options: ReportOptions) -> str:
 
 
 def build_report(run_dir: str | Path, options: ReportOptions) -> Report:
-    data = load_run(run_dir)
+    data = load_run(run_dir, texts=False)  # statistics read counts, never transcripts
     check_dimensions(data, list(options.by))
     frame, condition = select_condition(data, options)
     table = build_slice_table(frame, options)

@@ -49,7 +49,7 @@ def write_card(report, out_dir: str | Path, *, labels_source: str = DEFAULT_LABE
 
 
 def card_blocks(report, *, labels_source: str = DEFAULT_LABELS_SOURCE) -> list[Block]:
-    data = load_run(report.run_dir)
+    data = load_run(report.run_dir, texts=False)  # counts and failure notes, never transcripts
     frame, _ = select_condition(data, report.options)
     o = report.options
     m = o.rate

@@ -140,8 +140,8 @@ def compare_runs(
 
     Slices use run A's tags. With several conditions, one condition's rows are compared (default clean).
     """
-    data_a = run_a if isinstance(run_a, RunData) else load_run(run_a)
-    data_b = run_b if isinstance(run_b, RunData) else load_run(run_b)
+    data_a = run_a if isinstance(run_a, RunData) else load_run(run_a, texts=False)  # counts, never transcripts
+    data_b = run_b if isinstance(run_b, RunData) else load_run(run_b, texts=False)
     name_a = (data_a.record.get("normalizer") or {}).get("name")
     name_b = (data_b.record.get("normalizer") or {}).get("name")
     if name_a != name_b:

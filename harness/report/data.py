@@ -1,4 +1,8 @@
-"""Loading a run directory into one flat table: a row per (utterance, condition), a column per tag."""
+"""Loading a run directory into one flat table: a row per (utterance, condition), a column per tag.
+
+Results are read as columns from the run's store (or its utterances.parquet export), never
+row by row through SQL; tags are already columns there.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,20 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import ConfigError
 from harness.rundir import EXPORT_FILE, RUN_FILE, read_run_record
-from harness.store import COLUMN_NAMES, RESULTS_FILE, ResultStore
+from harness.store import COLUMN_NAMES, RESULTS_FILE, TAG_PREFIX, ResultStore
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
 
 # Tag names that would shadow a result column are exposed as "tag.NAME" instead.
-RESERVED = frozenset(COLUMN_NAMES) | {"cluster"}
+RESERVED = frozenset(COLUMN_NAMES) | {"cluster", "tags_json"}
+# The long text of each row: most of a run's bytes, and no statistic reads them. Loaded on request.
+TEXT_COLUMNS = ("reference", "hypothesis", "reference_normalized", "hypothesis_normalized", "noise_json")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,7 +36,9 @@ class RunData:
     tag_columns: tuple[str, ...]
 
 
-def load_run(run_dir: str | Path) -> RunData:
+def load_run(run_dir: str | Path, *, texts: bool = True) -> RunData:
+    """A run's record and results. `texts=False` leaves out TEXT_COLUMNS (transcripts, noise records),
+    most of the time and memory of loading a large run, which statistics never read."""
     run_dir = Path(run_dir)
     run_file = run_dir / RUN_FILE
     if not run_dir.is_dir():
@@ -36,32 +46,75 @@ def load_run(run_dir: str | Path) -> RunData:
     if not run_file.exists():
         raise ConfigError(f"{run_dir}: no {RUN_FILE} here, so this folder holds no run. Point at a folder written by `asrfair run` (e.g. reports/<run-id>).")
     record = read_run_record(run_file)
-    if (run_dir / RESULTS_FILE).exists():
-        with ResultStore(run_dir / RESULTS_FILE) as store:
-            frame = store.to_frame()
-    elif (run_dir / EXPORT_FILE).exists():
-        frame = pd.read_parquet(run_dir / EXPORT_FILE)
-    else:
-        raise ConfigError(f"{run_dir}: no results ({RESULTS_FILE} or {EXPORT_FILE}). Run `asrfair run ... --out {run_dir} --resume` to produce them.")
-    frame, tags = flatten_tags(frame)
+    frame, tags = flatten_tags(read_results(run_dir, texts=texts))
     return RunData(run_dir=run_dir, record=record, frame=frame, tag_columns=tags)
 
 
-def flatten_tags(frame: pd.DataFrame) -> tuple[pd.DataFrame, tuple[str, ...]]:
-    """Spread the tags JSON into columns and add `cluster`: the speaker, or the utterance when unknown."""
-    parsed = [json.loads(text) if isinstance(text, str) and text else {} for text in frame["tags_json"]]
+def read_results(run_dir: str | Path, *, texts: bool = True) -> pa.Table | pd.DataFrame:
+    """A run's result rows: an Arrow table from the store's parts or the export (a frame for old runs)."""
+    import pyarrow.parquet as pq
+
+    run_dir = Path(run_dir)
+    if (run_dir / RESULTS_FILE).exists():
+        with ResultStore(run_dir / RESULTS_FILE, readonly=True) as store:
+            if not store.legacy:
+                return store.read_table(columns=None if texts else [name for name in store.schema.names if name not in TEXT_COLUMNS])
+            return _legacy_frame(store)
+    if (run_dir / EXPORT_FILE).exists():
+        names = pq.read_schema(run_dir / EXPORT_FILE).names
+        return pq.read_table(run_dir / EXPORT_FILE, columns=None if texts else [name for name in names if name not in TEXT_COLUMNS])
+    raise ConfigError(f"{run_dir}: no results ({RESULTS_FILE} or {EXPORT_FILE}). Run `asrfair run ... --out {run_dir} --resume` to produce them.")
+
+
+def flatten_tags(results: pa.Table | pd.DataFrame) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """Name the tag columns for slicing and add `cluster`: the speaker, or the utterance when unknown.
+
+    Stored tag columns are "tag.NAME"; each is exposed as NAME unless that would shadow a result
+    column. Results from before tags were columns carry them as JSON in `tags_json`.
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(results, pd.DataFrame):
+        results = _from_legacy_frame(results)
+    renames, columns = {}, []
+    # Alphabetical, as before tags were columns: the order does not depend on which rows came first.
+    for name in sorted(results.column_names):
+        if name.startswith(TAG_PREFIX):
+            tag = name[len(TAG_PREFIX) :]
+            renames[name] = name if tag in RESERVED else tag
+            columns.append(renames[name])
+    speaker = results.column("speaker").cast(pa.string())
+    utterance = pc.binary_join_element_wise("utt:", results.column("utterance_id").cast(pa.string()), "")
+    known = pc.and_(pc.is_valid(speaker), pc.not_equal(speaker, "")).fill_null(False)
+    results = results.rename_columns([renames.get(name, name) for name in results.column_names])
+    results = results.append_column("cluster", pc.if_else(known, speaker, utterance))
+    frame = results.to_pandas()
+    for name in columns:
+        frame[name] = frame[name].astype("string")
+    return frame, tuple(columns)
+
+
+def _from_legacy_frame(frame: pd.DataFrame) -> pa.Table:
+    """A results frame with tags as JSON text (`tags_json`) as a table with "tag.NAME" columns."""
+    import pyarrow as pa
+
+    parsed = [json.loads(text) if isinstance(text, str) and text else {} for text in frame["tags_json"]] if "tags_json" in frame else [{}] * len(frame)
     names: dict[str, None] = {}
     for tags in parsed:
         names.update(dict.fromkeys(tags))
-    frame = frame.copy()
-    columns = []
+    table = pa.Table.from_pandas(frame.drop(columns=[c for c in ("tags_json",) if c in frame]), preserve_index=False)
     for name in names:
-        column = f"tag.{name}" if name in RESERVED else name
-        frame[column] = pd.array([tags.get(name) for tags in parsed], dtype="string")
-        columns.append(column)
-    speaker = frame["speaker"].astype("string")
-    frame["cluster"] = speaker.where(speaker.notna() & (speaker != ""), "utt:" + frame["utterance_id"].astype("string"))
-    return frame, tuple(columns)
+        table = table.append_column(TAG_PREFIX + name, pa.array([tags.get(name) for tags in parsed], type=pa.string()))
+    return table
+
+
+def _legacy_frame(store: ResultStore) -> pd.DataFrame:
+    """Results of a run made before the Parquet store: one SQLite row per result."""
+    import pandas as pd
+
+    return pd.read_sql_query("SELECT * FROM results ORDER BY rowid", store._connection)
 
 
 def check_dimensions(data: RunData, by: list[str]) -> None:

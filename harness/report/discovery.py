@@ -223,7 +223,7 @@ def discover_slices(
 def discover_run(run_dir: str | Path | RunData, options: DiscoveryOptions | None = None) -> DiscoveryResult:
     """`discover_slices` over a run directory's results, with the run's provenance attached."""
     options = DiscoveryOptions() if options is None else options
-    data = run_dir if isinstance(run_dir, RunData) else load_run(run_dir)
+    data = run_dir if isinstance(run_dir, RunData) else load_run(run_dir, texts=False)  # counts, never transcripts
     rows, chosen = select_condition(data, ReportOptions(condition=options.condition))
     tags = options.tags if options.tags is not None else data.tag_columns
     tag_names = _tag_names(rows, tags, available=data.tag_columns)

@@ -99,7 +99,7 @@ def render_html(report, *, worst_per_slice: int = WORST_PER_SLICE) -> str:
     from harness.report.build import select_condition
     from harness.report.data import load_run
 
-    data = load_run(report.run_dir)
+    data = load_run(report.run_dir)  # the worst utterances are shown with their transcripts
     frame, _ = select_condition(data, report.options)
     label = report.options.rate.label
     notice = incomplete_notice(report.run)
