@@ -23,6 +23,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from harness.cli import app  # noqa: E402
 from harness.manifest import load_manifest  # noqa: E402
+from harness.report.data import load_run  # noqa: E402
 from harness.serve import ServeOptions, create_app, serve_in_thread  # noqa: E402
 from tests.servers import Faults, demo_manifest, refusing_app, upload_sha256  # noqa: E402
 
@@ -59,8 +60,8 @@ def test_api_key_appears_in_no_artifact(tmp_path, monkeypatch):
     # The key was used (the server demands it and answered), and the quoting refusal was recorded.
     rows = json.loads((out / "report.json").read_text())["overall"]
     assert rows["n_utterances"] == 3 and rows["n_failed"] == 1
-    with sqlite3.connect(out / "results.sqlite") as connection:
-        error = connection.execute("SELECT error FROM results WHERE status = 'failed'").fetchone()[0]
+    frame = load_run(out).frame
+    (error,) = frame.loc[frame["status"] == "failed", "error"]
     assert "HTTP 400" in error and "Bearer <redacted>" in error
     record = json.loads((out / "run.json").read_text())
     assert record["backend_details"]["api_key_env"] == "ASRFAIR_TEST_KEY" and record["backend_details"]["api_key_set"] is True
