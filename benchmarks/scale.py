@@ -182,7 +182,8 @@ def bench_reports(work: Path, data: Path, n: int, repeats: int, actions: set[str
     manifest, hyps_a, hyps_b = data_paths(data, n)
     run_a, run_b = work / f"run-a-{n}", work / f"run-b-{n}"
     base_a, base_b = work / f"baseline-a-{n}.parquet", work / f"baseline-b-{n}.parquet"
-    for run_dir, hyps, base in ((run_a, hyps_a, base_a), (run_b, hyps_b, base_b)):
+    pairs = ((run_a, hyps_a, base_a), (run_b, hyps_b, base_b)) if "compare" in actions else ((run_a, hyps_a, base_a),)
+    for run_dir, hyps, base in pairs:
         if not (run_dir / "utterances.parquet").exists():
             measure(asrfair("run", str(manifest), "--backend", "replay", "--backend-arg", f"hypotheses={hyps}", "--out", str(fresh(run_dir))))
         if not base.exists():

@@ -8,8 +8,8 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.report.conditions import ConditionAnalysis, analyse_conditions
-from harness.report.data import RunData, check_dimensions, completeness, incomplete_notice, load_run
-from harness.report.slices import SliceOptions, SliceTable, build_slice_table
+from harness.report.data import RunData, check_dimensions, completeness, condition_keys, incomplete_notice, load_run
+from harness.report.slices import COUNT_COLUMNS, SliceOptions, SliceTable, build_slice_table
 from harness.rundir import CLEAN
 
 CONDITION_DIMENSIONS = frozenset({"condition", "condition_key", "snr_db"})
@@ -77,7 +77,7 @@ def small_description(options: ReportOptions) -> str:
 
 
 def build_report(run_dir: str | Path, options: ReportOptions) -> Report:
-    data = load_run(run_dir, texts=False)  # statistics read counts, never transcripts
+    data = load_run(run_dir, texts=False, columns=[*COUNT_COLUMNS, "latency_s"])  # statistics read counts, never transcripts
     check_dimensions(data, list(options.by))
     frame, condition = select_condition(data, options)
     table = build_slice_table(frame, options)
@@ -88,7 +88,7 @@ def build_report(run_dir: str | Path, options: ReportOptions) -> Report:
 def select_condition(data: RunData, options: ReportOptions):
     """Slices pool across conditions only when asked to (--by condition); otherwise one condition's rows."""
     frame = data.frame
-    keys = list(dict.fromkeys(frame["condition_key"]))
+    keys = condition_keys(frame)
     if options.condition is not None and options.condition not in keys:
         # Checked even when the run has one condition: a mistyped --condition must not pass silently.
         raise ConfigError(f"--condition {options.condition!r} is not in this run. Conditions: {', '.join(keys)}.")

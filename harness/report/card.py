@@ -11,7 +11,7 @@ import pandas as pd
 
 from harness import stats
 from harness.report.build import CONDITION_DIMENSIONS, select_condition
-from harness.report.data import incomplete_notice, load_run
+from harness.report.data import condition_keys, incomplete_notice, load_run
 from harness.escaping import escape_markdown
 from harness.report.html import e, forest_svg, page, provenance_items
 from harness.report import format as fmt
@@ -156,7 +156,7 @@ def _performance_row(label: str, row: dict[str, Any], options) -> tuple[str, ...
 def _conditions_section(report, data) -> list[Block]:
     o = report.options
     frame = data.frame
-    keys = list(dict.fromkeys(frame["condition_key"]))
+    keys = condition_keys(frame)
     blocks: list[Block] = [("h2", "Recording conditions")]
     if keys == [CLEAN]:
         blocks.append(("p", "Clean audio only: no noise condition was evaluated."))

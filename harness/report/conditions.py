@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from harness import stats
+from harness.report.data import condition_keys
 from harness.report.slices import NOT_GIVEN, SliceOptions, dimensions, finite_or_none, label_frame
 from harness.rundir import CLEAN
 
@@ -48,7 +49,7 @@ class ConditionAnalysis:
 
 def analyse_conditions(frame: pd.DataFrame, options: SliceOptions) -> ConditionAnalysis | None:
     """None when the run has no condition other than clean."""
-    keys = list(dict.fromkeys(frame["condition_key"]))
+    keys = condition_keys(frame)
     degraded = [k for k in keys if k != CLEAN]
     if CLEAN not in keys or not degraded:
         return None

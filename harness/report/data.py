@@ -7,7 +7,7 @@ row by row through SQL; tags are already columns there.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 # Tag names that would shadow a result column are exposed as "tag.NAME" instead.
 RESERVED = frozenset(COLUMN_NAMES) | {"cluster", "tags_json"}
 # The long text of each row: most of a run's bytes, and no statistic reads them. Loaded on request.
+# Every reader needs these: rows are keyed, clustered by speaker, and split by condition and status.
+KEY_COLUMNS = ("utterance_id", "condition_key", "condition", "snr_db", "speaker", "status")
 TEXT_COLUMNS = ("reference", "hypothesis", "reference_normalized", "hypothesis_normalized", "noise_json")
 
 
@@ -36,9 +38,11 @@ class RunData:
     tag_columns: tuple[str, ...]
 
 
-def load_run(run_dir: str | Path, *, texts: bool = True) -> RunData:
+def load_run(run_dir: str | Path, *, texts: bool = True, columns: Sequence[str] | None = None) -> RunData:
     """A run's record and results. `texts=False` leaves out TEXT_COLUMNS (transcripts, noise records),
-    most of the time and memory of loading a large run, which statistics never read."""
+    most of the time and memory of loading a large run, which statistics never read. `columns` keeps
+    only those result columns, besides KEY_COLUMNS and the tags that every reader needs (each string
+    column of a million rows costs tens of milliseconds and megabytes to load)."""
     run_dir = Path(run_dir)
     run_file = run_dir / RUN_FILE
     if not run_dir.is_dir():
@@ -46,23 +50,32 @@ def load_run(run_dir: str | Path, *, texts: bool = True) -> RunData:
     if not run_file.exists():
         raise ConfigError(f"{run_dir}: no {RUN_FILE} here, so this folder holds no run. Point at a folder written by `asrfair run` (e.g. reports/<run-id>).")
     record = read_run_record(run_file)
-    frame, tags = flatten_tags(read_results(run_dir, texts=texts))
+    frame, tags = flatten_tags(read_results(run_dir, texts=texts, columns=columns))
     return RunData(run_dir=run_dir, record=record, frame=frame, tag_columns=tags)
 
 
-def read_results(run_dir: str | Path, *, texts: bool = True) -> pa.Table | pd.DataFrame:
+def read_results(run_dir: str | Path, *, texts: bool = True, columns: Sequence[str] | None = None) -> pa.Table | pd.DataFrame:
     """A run's result rows: an Arrow table from the store's parts or the export (a frame for old runs)."""
-    import pyarrow.parquet as pq
-
     run_dir = Path(run_dir)
+
+    def wanted(names: Sequence[str]) -> list[str] | None:
+        if texts and columns is None:
+            return None
+        keep = None if columns is None else {*columns, *KEY_COLUMNS}
+        return [
+            name for name in names
+            if (texts or name not in TEXT_COLUMNS) and (keep is None or name in keep or name.startswith(TAG_PREFIX) or name == "tags_json")
+        ]
+
     if (run_dir / RESULTS_FILE).exists():
         with ResultStore(run_dir / RESULTS_FILE, readonly=True) as store:
             if not store.legacy:
-                return store.read_table(columns=None if texts else [name for name in store.schema.names if name not in TEXT_COLUMNS])
+                return store.read_table(columns=wanted(store.schema.names))
             return _legacy_frame(store)
     if (run_dir / EXPORT_FILE).exists():
-        names = pq.read_schema(run_dir / EXPORT_FILE).names
-        return pq.read_table(run_dir / EXPORT_FILE, columns=None if texts else [name for name in names if name not in TEXT_COLUMNS])
+        import pyarrow.parquet as pq  # only for runs without a store: a report of a stored run never needs it
+
+        return pq.read_table(run_dir / EXPORT_FILE, columns=wanted(pq.read_schema(run_dir / EXPORT_FILE).names))
     raise ConfigError(f"{run_dir}: no results ({RESULTS_FILE} or {EXPORT_FILE}). Run `asrfair run ... --out {run_dir} --resume` to produce them.")
 
 
@@ -115,6 +128,14 @@ def _legacy_frame(store: ResultStore) -> pd.DataFrame:
     import pandas as pd
 
     return pd.read_sql_query("SELECT * FROM results ORDER BY rowid", store._connection)
+
+
+def condition_keys(frame: pd.DataFrame) -> list[str]:
+    """The run's condition keys in order of first appearance (a hash-based unique, not a row-by-row loop:
+    a million rows take milliseconds)."""
+    import pandas as pd
+
+    return [str(key) for key in pd.unique(frame["condition_key"])]
 
 
 def check_dimensions(data: RunData, by: list[str]) -> None:

@@ -92,6 +92,25 @@ def dimensions(options: SliceOptions) -> list[tuple[str, ...]]:
     return dims
 
 
+@dataclass(frozen=True)
+class _Columns:
+    """The columns `summarize` reads, as numpy arrays, so a slice is summed by row positions
+    instead of copying a million-row frame per slice."""
+
+    ok: np.ndarray
+    counts: dict[str, np.ndarray]
+    cluster: np.ndarray
+    latency: np.ndarray | None
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> _Columns:
+        ok = (frame["status"] == "ok").to_numpy(dtype=bool)
+        counts = {name: frame[name].fillna(0).to_numpy(dtype=np.int64) for name in COUNT_COLUMNS}
+        cluster = pd.factorize(frame["cluster"])[0]
+        latency = pd.to_numeric(frame["latency_s"], errors="coerce").to_numpy(dtype=np.float64) if "latency_s" in frame else None
+        return cls(ok=ok, counts=counts, cluster=cluster, latency=latency)
+
+
 def summarize(frame: pd.DataFrame) -> dict[str, Any]:
     """Counts and rates of one group of rows (a slice, or everything): pooled WER = errors / words.
 
@@ -99,33 +118,42 @@ def summarize(frame: pd.DataFrame) -> dict[str, Any]:
     their insertions to the errors but no words, so a slice of such utterances has no WER (never
     silently dropped; reports warn about them).
     """
-    ok = frame[frame["status"] == "ok"]
-    totals = {name: int(ok[name].sum()) for name in COUNT_COLUMNS}
+    return _summarize(_Columns.of(frame), None)
+
+
+def _summarize(columns: _Columns, rows: np.ndarray | None) -> dict[str, Any]:
+    """`summarize` of the rows at positions `rows` (all rows when None)."""
+    ok = columns.ok if rows is None else columns.ok[rows]
+    taken = (lambda values: values) if rows is None else (lambda values: values[rows])
+    counts = {name: taken(values)[ok] for name, values in columns.counts.items()}
+    totals = {name: int(values.sum()) for name, values in counts.items()}
     words = totals["ref_words"]
+    n_ok = int(ok.sum())
     return {
-        "n_utterances": int(len(ok)),
-        "n_speakers": int(ok["cluster"].nunique()),
-        "n_failed": int((frame["status"] != "ok").sum()),
-        "n_empty_reference": int((ok["ref_words"] == 0).sum()),
+        "n_utterances": n_ok,
+        "n_speakers": int(np.unique(taken(columns.cluster)[ok]).size),
+        "n_failed": int(ok.size - n_ok),
+        "n_empty_reference": int((counts["ref_words"] == 0).sum()),
         **{k: totals[k] for k in ("ref_words", "errors", "substitutions", "deletions", "insertions", "ref_chars", "char_errors")},
         "wer": _rate(totals["errors"], words),
         "substitution_rate": _rate(totals["substitutions"], words),
         "deletion_rate": _rate(totals["deletions"], words),
         "insertion_rate": _rate(totals["insertions"], words),
         "cer": _rate(totals["char_errors"], totals["ref_chars"]),
-        "mean_utterance_wer": finite_or_none(stats.mean_utterance_wer(errors=ok["errors"], ref_words=ok["ref_words"])) if len(ok) else None,
-        **latency_percentiles(ok),
+        "mean_utterance_wer": finite_or_none(stats.mean_utterance_wer(errors=counts["errors"], ref_words=counts["ref_words"])) if n_ok else None,
+        **latency_percentiles(None if columns.latency is None else taken(columns.latency)[ok]),
     }
 
 
-def latency_percentiles(ok: pd.DataFrame) -> dict[str, Any]:
+def latency_percentiles(latency: np.ndarray | None) -> dict[str, Any]:
     """p50 and p90 of per-utterance latency (the request that answered), for backends that measure it."""
-    if "latency_s" not in ok:
+    if latency is None:
         return {}
-    latency = pd.to_numeric(ok["latency_s"], errors="coerce").dropna()
-    if latency.empty:
+    latency = latency[~np.isnan(latency)]
+    if latency.size == 0:
         return {}
-    return {"latency_p50_s": float(latency.quantile(0.5)), "latency_p90_s": float(latency.quantile(0.9)), "n_latency": int(len(latency))}
+    # Linear interpolation between order statistics, as pandas' quantile.
+    return {"latency_p50_s": float(np.quantile(latency, 0.5)), "latency_p90_s": float(np.quantile(latency, 0.9)), "n_latency": int(latency.size)}
 
 
 def interval_fields(intervals: stats.SliceIntervals, i: int | None, metric: Metric) -> dict[str, Any]:
@@ -150,8 +178,14 @@ def label_frame(frame: pd.DataFrame, dim: tuple[str, ...]) -> pd.DataFrame:
 
 def build_slice_table(frame: pd.DataFrame, options: SliceOptions) -> SliceTable:
     metric = options.rate
+    dims = dimensions(options)
+    # Only the columns the table reads: every slice copies and regroups them, and a wide frame of
+    # a million rows (ids, transcripts, provenance) would cost seconds per dimension.
+    needed = ["status", "cluster", *COUNT_COLUMNS, "latency_s", *dict.fromkeys(name for dim in dims for name in dim)]
+    frame = frame[[name for name in dict.fromkeys(needed) if name in frame.columns]]
     ok = frame[frame["status"] == "ok"]
-    overall = summarize(frame)
+    columns = _Columns.of(frame)
+    overall = _summarize(columns, None)
     if ok.empty:
         overall.update(interval_fields(None, None, metric))
     else:
@@ -159,7 +193,6 @@ def build_slice_table(frame: pd.DataFrame, options: SliceOptions) -> SliceTable:
         overall.update(interval_fields(stats.slice_intervals(whole, options), 0, metric))
     rows: list[dict[str, Any]] = []
     found: list[tuple[tuple[str, ...], stats.Disparity]] = []
-    dims = dimensions(options)
     for dim in dims:
         labelled = label_frame(frame, dim)
         labelled_ok = labelled[labelled["status"] == "ok"]
@@ -174,10 +207,11 @@ def build_slice_table(frame: pd.DataFrame, options: SliceOptions) -> SliceTable:
             gaps = stats.gaps_to_overall(cells, options)
             found.append((dim, measures))
         index = {_key(label): i for i, label in enumerate(cells.slices)} if cells is not None else {}
-        for key, group in labelled.groupby(list(dim), sort=True, dropna=False):
+        # Positions of each slice's rows; the rows themselves are never copied.
+        for key, positions in sorted(labelled.groupby(list(dim), sort=True, dropna=False).indices.items()):
             key = _key(key)
             i = index.get(key)
-            row = {"dimension": "×".join(dim), "by": dict(zip(dim, map(str, key))), **summarize(group)}
+            row = {"dimension": "×".join(dim), "by": dict(zip(dim, map(str, key))), **_summarize(columns, positions)}
             row.update(interval_fields(intervals, i, metric))
             ranked = i is not None and measures is not None and key in {_key(s) for s in measures.slices_compared}
             for name, measure in (("gap_to_best", measures and measures.gap_to_best), ("ratio_to_best", measures and measures.ratio_to_best)):
