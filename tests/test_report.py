@@ -3,6 +3,7 @@
 import csv
 import json
 
+import pandas as pd
 import pytest
 
 from harness.backends import load_backend
@@ -202,3 +203,15 @@ def test_html_embeds_a_bounded_amount_of_text_per_utterance(tmp_path):
     assert f"{len(reference) - TEXT_LIMIT_CHARS:,} more characters not shown" in page
     assert f"{6000 - ALIGNMENT_LIMIT_WORDS:,} more aligned words not shown" in page
     assert "x1" in page  # the error itself is still shown
+
+
+def test_load_run_with_columns_keeps_keys_tags_and_only_what_was_asked(replay_run):
+    from harness.report.data import KEY_COLUMNS, condition_keys, load_run
+
+    full = load_run(replay_run).frame
+    narrow = load_run(replay_run, texts=False, columns=["errors", "not-a-column"]).frame
+    assert set(narrow.columns) == {*KEY_COLUMNS, "errors", "accent", "cluster"}
+    for name in narrow.columns:
+        assert narrow[name].astype(str).tolist() == full[name].astype(str).tolist(), name
+    assert "hypothesis" in full and "hypothesis" not in load_run(replay_run, texts=False).frame
+    assert condition_keys(pd.DataFrame({"condition_key": ["white@10", "clean", "white@10", "babble@0"]})) == ["white@10", "clean", "babble@0"]

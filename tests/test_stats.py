@@ -443,3 +443,46 @@ def test_slice_totals_add_up_to_overall(rows):
         mask = np.array([r[3] == label for r in rows])
         expected = stats.pooled_wer(errors=errors[mask], ref_words=words[mask])
         assert (math.isnan(wer) and math.isnan(expected)) or wer == pytest.approx(expected)
+
+
+def test_monte_carlo_sign_flips_agree_with_full_enumeration_per_slice():
+    # 14 speakers changed in slice 0 and 13 in slice 1 (2**14 patterns: more than the 4,000 draws, so
+    # Monte Carlo), with a speaker in both slices whose one sign flips both of its differences.
+    rng = np.random.default_rng(11)
+    differences = rng.integers(-4, 5, size=28).astype(float)
+    differences[differences == 0] = 1.0
+    slice_codes = np.array([0] * 14 + [1] * 14)
+    clusters = np.concatenate([np.arange(14), np.arange(13, 27)])  # speaker 13 is in both slices
+    p, exact = _resampling.sign_flip_p_values(slice_codes, clusters, differences, 2, 4000, np.random.default_rng(0))
+    assert not exact.any()
+    for k in (0, 1):
+        values = differences[slice_codes == k]
+        patterns = ((np.arange(2 ** values.size)[:, None] >> np.arange(values.size)) & 1) * 2.0 - 1.0
+        truth = np.mean(np.abs(patterns @ values) >= abs(values.sum()) - 1e-9)
+        assert abs(p[k] - truth) < 4 * math.sqrt(truth * (1 - truth) / 4000) + 1 / 4000, (k, p[k], truth)
+
+
+def test_cells_are_the_same_whether_keys_are_counted_or_sorted():
+    # Few possible (speaker, slice) keys are counted; very many (here 2 million speaker names for 500
+    # rows) are sorted. Both must give the same cells.
+    rng = np.random.default_rng(3)
+    errors, words = rng.integers(0, 5, 500).astype(float), rng.integers(1, 20, 500).astype(float)
+    clusters, slices = rng.integers(0, 40, 500), rng.integers(0, 3, 500)
+    counted = stats.cells_from_codes(errors, words, clusters, np.arange(40), slices, ("a", "b", "c"))
+    sorted_ = stats.cells_from_codes(errors, words, clusters, np.arange(2_000_000), slices, ("a", "b", "c"))
+    for name in ("cluster", "slice", "errors", "words", "n_utterances"):
+        np.testing.assert_array_equal(getattr(counted, name), getattr(sorted_, name))
+    frame = pd.DataFrame({"e": errors, "w": words, "c": clusters, "s": slices})
+    truth = frame.groupby(["c", "s"]).agg(e=("e", "sum"), w=("w", "sum"), n=("e", "size")).reset_index()
+    for name, column in (("cluster", "c"), ("slice", "s"), ("errors", "e"), ("words", "w"), ("n_utterances", "n")):
+        np.testing.assert_array_equal(getattr(counted, name), truth[column])
+
+
+def test_cells_of_arrow_and_object_cluster_labels_agree():
+    labels = ["spk-ä", "spk-b", None, "spk-a", "spk-ä", "Spk-z", "spk-b"]
+    frame = pd.DataFrame({"errors": [1, 2, 3, 4, 5, 6, 7], "ref_words": [9] * 7, "accent": list("xyxyxyx"), "utterance_id": [f"u{i}" for i in range(7)]})
+    arrow = stats.cells_from_frame(frame.assign(cluster=pd.array(labels, dtype="string[pyarrow]")), by="accent")
+    objects = stats.cells_from_frame(frame.assign(cluster=pd.Series(labels, dtype=object)), by="accent")
+    assert list(arrow.cluster_names[: 4]) == list(objects.cluster_names[: 4]) == ["Spk-z", "spk-a", "spk-b", "spk-ä"]
+    for name in ("cluster", "slice", "errors", "words"):
+        np.testing.assert_array_equal(getattr(arrow, name), getattr(objects, name))

@@ -22,9 +22,9 @@ if TYPE_CHECKING:
 
 # Tag names that would shadow a result column are exposed as "tag.NAME" instead.
 RESERVED = frozenset(COLUMN_NAMES) | {"cluster", "tags_json"}
-# The long text of each row: most of a run's bytes, and no statistic reads them. Loaded on request.
 # Every reader needs these: rows are keyed, clustered by speaker, and split by condition and status.
 KEY_COLUMNS = ("utterance_id", "condition_key", "condition", "snr_db", "speaker", "status")
+# The long text of each row: most of a run's bytes, and no statistic reads them. Loaded on request.
 TEXT_COLUMNS = ("reference", "hypothesis", "reference_normalized", "hypothesis_normalized", "noise_json")
 
 

@@ -129,9 +129,10 @@ def _summarize(columns: _Columns, rows: np.ndarray | None) -> dict[str, Any]:
     totals = {name: int(values.sum()) for name, values in counts.items()}
     words = totals["ref_words"]
     n_ok = int(ok.sum())
+    speakers = taken(columns.cluster)[ok]
     return {
         "n_utterances": n_ok,
-        "n_speakers": int(np.unique(taken(columns.cluster)[ok]).size),
+        "n_speakers": int(np.unique(speakers[speakers >= 0]).size),  # -1: no cluster label, not a speaker
         "n_failed": int(ok.size - n_ok),
         "n_empty_reference": int((counts["ref_words"] == 0).sum()),
         **{k: totals[k] for k in ("ref_words", "errors", "substitutions", "deletions", "insertions", "ref_chars", "char_errors")},
