@@ -486,3 +486,21 @@ def test_cells_of_arrow_and_object_cluster_labels_agree():
     assert list(arrow.cluster_names[: 4]) == list(objects.cluster_names[: 4]) == ["Spk-z", "spk-a", "spk-b", "spk-ä"]
     for name in ("cluster", "slice", "errors", "words"):
         np.testing.assert_array_equal(getattr(arrow, name), getattr(objects, name))
+
+
+def test_assignment_count_stops_above_its_limit_and_is_exact_below():
+    labels = np.array([0, 0, 0, 1, 1, 1])  # 6! / (3! 3!) = 20 ways
+    assert _resampling.n_assignments(labels) == 20
+    assert _resampling.n_assignments(labels, limit=20) == 20 and _resampling.n_assignments(labels, limit=19) == 20
+    many = np.repeat(np.arange(8), 12_500)  # 100,000 speakers: a count of about 90,000 digits, never computed
+    assert _resampling.n_assignments(many, limit=2_000) == 2_001
+
+
+def test_mean_utterance_wer_of_every_slice_at_once_equals_one_slice_at_a_time():
+    rng = np.random.default_rng(9)
+    errors, words, slices = rng.integers(0, 6, 300), rng.integers(0, 12, 300), rng.integers(0, 4, 300)
+    slices[slices == 3] = 2  # slice 3 has no rows
+    means = stats.mean_utterance_wers(errors=errors, ref_words=words, slices=slices, n_slices=4)
+    for k in range(3):
+        assert means[k] == pytest.approx(stats.mean_utterance_wer(errors=errors[slices == k], ref_words=words[slices == k]), rel=1e-12)
+    assert np.isnan(means[3])

@@ -94,8 +94,8 @@ def dimensions(options: SliceOptions) -> list[tuple[str, ...]]:
 
 @dataclass(frozen=True)
 class _Columns:
-    """The columns `summarize` reads, as numpy arrays, so a slice is summed by row positions
-    instead of copying a million-row frame per slice."""
+    """The columns `summarize` reads, as numpy arrays, so slices are summed by their codes instead
+    of copying a million-row frame per slice."""
 
     ok: np.ndarray
     counts: dict[str, np.ndarray]
@@ -118,32 +118,56 @@ def summarize(frame: pd.DataFrame) -> dict[str, Any]:
     their insertions to the errors but no words, so a slice of such utterances has no WER (never
     silently dropped; reports warn about them).
     """
-    return _summarize(_Columns.of(frame), None)
+    return _summaries(_Columns.of(frame), np.zeros(len(frame), dtype=np.int64), 1)[0]
 
 
-def _summarize(columns: _Columns, rows: np.ndarray | None) -> dict[str, Any]:
-    """`summarize` of the rows at positions `rows` (all rows when None)."""
-    ok = columns.ok if rows is None else columns.ok[rows]
-    taken = (lambda values: values) if rows is None else (lambda values: values[rows])
-    counts = {name: taken(values)[ok] for name, values in columns.counts.items()}
-    totals = {name: int(values.sum()) for name, values in counts.items()}
-    words = totals["ref_words"]
-    n_ok = int(ok.sum())
-    speakers = taken(columns.cluster)[ok]
-    return {
-        "n_utterances": n_ok,
-        "n_speakers": int(np.unique(speakers[speakers >= 0]).size),  # -1: no cluster label, not a speaker
-        "n_failed": int(ok.size - n_ok),
-        "n_empty_reference": int((counts["ref_words"] == 0).sum()),
-        **{k: totals[k] for k in ("ref_words", "errors", "substitutions", "deletions", "insertions", "ref_chars", "char_errors")},
-        "wer": _rate(totals["errors"], words),
-        "substitution_rate": _rate(totals["substitutions"], words),
-        "deletion_rate": _rate(totals["deletions"], words),
-        "insertion_rate": _rate(totals["insertions"], words),
-        "cer": _rate(totals["char_errors"], totals["ref_chars"]),
-        "mean_utterance_wer": finite_or_none(stats.mean_utterance_wer(errors=counts["errors"], ref_words=counts["ref_words"])) if n_ok else None,
-        **latency_percentiles(None if columns.latency is None else taken(columns.latency)[ok]),
-    }
+def _summaries(columns: _Columns, codes: np.ndarray, n: int) -> list[dict[str, Any]]:
+    """`summarize` of every slice at once, `codes[i]` being row i's slice in [0, n): sums by bincount,
+    one pass per column, whatever the number of slices."""
+    ok = columns.ok
+    ok_codes = codes[ok]
+
+    def by_slice(weights: np.ndarray | None = None) -> np.ndarray:
+        return np.bincount(ok_codes, weights=weights, minlength=n)
+
+    totals = {name: by_slice(values[ok]).astype(np.int64) for name, values in columns.counts.items()}
+    n_ok = by_slice().astype(np.int64)
+    n_failed = np.bincount(codes[~ok], minlength=n)
+    words, errors = columns.counts["ref_words"][ok], columns.counts["errors"][ok]
+    n_empty = by_slice((words == 0).astype(np.float64)).astype(np.int64)
+    # Distinct speakers per slice: distinct (slice, speaker) pairs, counted once (-1: no label, not a speaker).
+    n_clusters = int(columns.cluster.max(initial=-1)) + 1
+    labelled = columns.cluster[ok] >= 0
+    pairs = np.unique(ok_codes[labelled] * n_clusters + columns.cluster[ok][labelled])
+    n_speakers = np.bincount(pairs // max(n_clusters, 1), minlength=n)
+    scored = words > 0
+    mean_wer = stats.mean_utterance_wers(errors=errors[scored], ref_words=words[scored], slices=ok_codes[scored], n_slices=n)
+    latency = _latency_by_slice(columns.latency[ok], ok_codes, n) if columns.latency is not None else [{}] * n
+    out = []
+    for i in range(n):
+        total = {name: int(values[i]) for name, values in totals.items()}
+        out.append({
+            "n_utterances": int(n_ok[i]),
+            "n_speakers": int(n_speakers[i]),
+            "n_failed": int(n_failed[i]),
+            "n_empty_reference": int(n_empty[i]),
+            **{k: total[k] for k in ("ref_words", "errors", "substitutions", "deletions", "insertions", "ref_chars", "char_errors")},
+            "wer": _rate(total["errors"], total["ref_words"]),
+            "substitution_rate": _rate(total["substitutions"], total["ref_words"]),
+            "deletion_rate": _rate(total["deletions"], total["ref_words"]),
+            "insertion_rate": _rate(total["insertions"], total["ref_words"]),
+            "cer": _rate(total["char_errors"], total["ref_chars"]),
+            "mean_utterance_wer": finite_or_none(mean_wer[i]) if n_ok[i] else None,
+            **latency[i],
+        })
+    return out
+
+
+def _latency_by_slice(latency: np.ndarray, codes: np.ndarray, n: int) -> list[dict[str, Any]]:
+    valid = ~np.isnan(latency)
+    order = np.argsort(codes[valid], kind="stable")
+    groups = np.split(latency[valid][order], np.cumsum(np.bincount(codes[valid], minlength=n))[:-1])
+    return [latency_percentiles(group) for group in groups]
 
 
 def latency_percentiles(latency: np.ndarray | None) -> dict[str, Any]:
@@ -186,7 +210,7 @@ def build_slice_table(frame: pd.DataFrame, options: SliceOptions) -> SliceTable:
     frame = frame[[name for name in dict.fromkeys(needed) if name in frame.columns]]
     ok = frame[frame["status"] == "ok"]
     columns = _Columns.of(frame)
-    overall = _summarize(columns, None)
+    overall = _summaries(columns, np.zeros(len(frame), dtype=np.int64), 1)[0]
     if ok.empty:
         overall.update(interval_fields(None, None, metric))
     else:
@@ -208,11 +232,12 @@ def build_slice_table(frame: pd.DataFrame, options: SliceOptions) -> SliceTable:
             gaps = stats.gaps_to_overall(cells, options)
             found.append((dim, measures))
         index = {_key(label): i for i, label in enumerate(cells.slices)} if cells is not None else {}
-        # Positions of each slice's rows; the rows themselves are never copied.
-        for key, positions in sorted(labelled.groupby(list(dim), sort=True, dropna=False).indices.items()):
-            key = _key(key)
+        # Each row's slice as a code; the rows themselves are never copied.
+        grouped = labelled.groupby(list(dim), sort=True, dropna=False)
+        labels = [_key(label) for label in grouped.size().index]
+        for key, summary in zip(labels, _summaries(columns, grouped.ngroup().to_numpy(dtype=np.int64), len(labels))):
             i = index.get(key)
-            row = {"dimension": "×".join(dim), "by": dict(zip(dim, map(str, key))), **_summarize(columns, positions)}
+            row = {"dimension": "×".join(dim), "by": dict(zip(dim, map(str, key))), **summary}
             row.update(interval_fields(intervals, i, metric))
             ranked = i is not None and measures is not None and key in {_key(s) for s in measures.slices_compared}
             for name, measure in (("gap_to_best", measures and measures.gap_to_best), ("ratio_to_best", measures and measures.ratio_to_best)):

@@ -7,7 +7,7 @@ those sums, so its cost grows with speakers, not utterances. Every method is val
 (validation/README.md). Private modules by topic; the public surface is re-exported here:
 
 - `_options`: `StatsOptions`, the one options record (confidence, size minimums, resamples, seed);
-- `_cells`: counts to cells; `pooled_wer`, `mean_utterance_wer`, `cluster_labels`;
+- `_cells`: counts to cells; `pooled_wer`, `mean_utterance_wer(s)`, `cluster_labels`;
 - `_intervals`: CR3 / Bell-McCaffrey t intervals (log scale for rates), the small-slice rule,
   gaps to overall, paired changes between runs or conditions;
 - `_tests`: the test of equal WER across slices (speaker permutation or bootstrap), differences;
@@ -17,7 +17,7 @@ those sums, so its cost grows with speakers, not utterances. Every method is val
 """
 
 from harness.stats._cells import (
-    SliceCells, cells_from_codes, cells_from_frame, cluster_labels, cluster_totals, mean_utterance_wer, pooled_wer, slice_cells,
+    SliceCells, cells_from_codes, cells_from_frame, cluster_labels, cluster_totals, mean_utterance_wer, mean_utterance_wers, pooled_wer, slice_cells,
 )
 from harness.stats._disparity import Disparity, GapChange, SliceMeasure, disparity, gap_change
 from harness.stats._intervals import (
@@ -40,6 +40,6 @@ __all__ = [
     "SliceIntervals", "SliceMeasure", "StatsInputError", "StatsOptions",
     "benjamini_hochberg", "cells_from_codes", "cells_from_frame", "cluster_labels", "cluster_totals", "compare_slices",
     "confidence_label", "degradation_difference", "differential_degradation", "disparity", "effective_speakers",
-    "equal_rate_test", "gap_change", "gaps_to_overall", "holm", "is_small", "mean_utterance_wer", "paired_changes",
+    "equal_rate_test", "gap_change", "gaps_to_overall", "holm", "is_small", "mean_utterance_wer", "mean_utterance_wers", "paired_changes",
     "paired_difference", "pooled_wer", "ratio_interval", "slice_cells", "slice_intervals",
 ]

@@ -98,6 +98,17 @@ def mean_utterance_wer(*, errors: Sequence[float] | np.ndarray, ref_words: Seque
     return float(np.mean(errors_arr[keep] / words_arr[keep]))
 
 
+def mean_utterance_wers(*, errors: np.ndarray, ref_words: np.ndarray, slices: np.ndarray, n_slices: int) -> np.ndarray:
+    """`mean_utterance_wer` of every slice at once (`slices[i]` is row i's slice in [0, n_slices));
+    NaN for a slice without an utterance that has reference words."""
+    errors_arr, words_arr = check_counts(errors, "errors"), check_counts(ref_words, "ref_words")
+    check_same_length(errors_arr, "errors", ref_words=words_arr, slices=np.asarray(slices))
+    keep = words_arr > 0
+    codes = np.asarray(slices, dtype=np.int64)[keep]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.bincount(codes, weights=errors_arr[keep] / words_arr[keep], minlength=n_slices) / np.bincount(codes, minlength=n_slices)
+
+
 def cluster_labels(*, speakers: Sequence | np.ndarray | pd.Series, utterance_ids: Sequence | np.ndarray | pd.Series) -> np.ndarray:
     """Cluster label per row: the speaker, or "utterance:<id>" where the speaker is missing.
 

@@ -21,9 +21,17 @@ def chunk_sizes(total: int, width: int) -> list[int]:
     return [min(step, total - start) for start in range(0, total, step)]
 
 
-def n_assignments(labels: np.ndarray) -> int:
-    """How many distinct ways the labels can be shuffled among the speakers: n! / prod(n_k!)."""
+def n_assignments(labels: np.ndarray, *, limit: int | None = None) -> int:
+    """How many distinct ways the labels can be shuffled among the speakers: n! / prod(n_k!).
+
+    With `limit`, a count certainly above it is returned as limit + 1 without being computed: for
+    100,000 speakers the exact count has hundreds of thousands of digits and takes seconds.
+    """
     _, counts = np.unique(labels, return_counts=True)
+    if limit is not None:
+        log_total = math.lgamma(float(counts.sum()) + 1) - sum(math.lgamma(float(count) + 1) for count in counts)
+        if log_total > math.log(max(limit, 1)) + 1:  # a margin far beyond lgamma's rounding
+            return limit + 1
     total = math.factorial(int(counts.sum()))
     for count in counts:
         total //= math.factorial(int(count))

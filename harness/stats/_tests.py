@@ -104,7 +104,7 @@ def equal_rate_test(cells: SliceCells, options: StatsOptions, *, include: np.nda
     observed = _wald(_sums_by_slice(codes, values, k)[None, :, :], floor)[0]
     nested = np.unique(cluster).size == cluster.size
     if nested:
-        total = n_assignments(codes)
+        total = n_assignments(codes, limit=budget)
         exact = total <= budget
         draws = exact_assignments(codes) if exact else permuted_labels(codes, budget, rng)
         extreme = done = 0
