@@ -26,7 +26,7 @@ from harness.report.format import DASH
 from harness.report.format import pct as _pct
 from harness.escaping import escape_markdown, escape_terminal
 from harness.report.render import write_json
-from harness.report.slices import METRICS, NOT_GIVEN, UNKNOWN_METRIC, Metric
+from harness.report.slices import METRICS, NOT_GIVEN, MetricOptions
 
 __all__ = [
     "CompareOptions",
@@ -61,21 +61,11 @@ VERDICTS = {"shrank": "shrank", "grew": "grew", "inconclusive": "no significant 
 
 
 @dataclass(frozen=True, kw_only=True)
-class CompareOptions(stats.StatsOptions):
-    """Which tags to slice by, which rate, which condition, and the statistics options (validated once)."""
+class CompareOptions(MetricOptions):
+    """Which tags to slice by, which condition, with the metric and statistics options of `MetricOptions`."""
 
     by: tuple[str, ...] = ()
-    metric: str = "wer"
     condition: str | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.metric not in METRICS:
-            raise stats.StatsInputError(UNKNOWN_METRIC.format(value=self.metric, choices=", ".join(METRICS)))
-
-    @property
-    def rate(self) -> Metric:
-        return METRICS[self.metric]
 
 
 @dataclass(frozen=True, kw_only=True)

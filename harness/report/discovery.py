@@ -28,7 +28,7 @@ from harness.report import format as fmt
 from harness.report.format import DASH
 from harness.escaping import escape_markdown, escape_terminal
 from harness.report.render import write_json
-from harness.report.slices import METRICS, NOT_GIVEN, UNKNOWN_METRIC, Metric
+from harness.report.slices import NOT_GIVEN, MetricOptions
 
 __all__ = [
     "DEFAULT_FDR",
@@ -72,23 +72,18 @@ FDR_METHOD = "Benjamini-Hochberg over every slice tried (not only the ones shown
 
 
 @dataclass(frozen=True, kw_only=True)
-class DiscoveryOptions(stats.StatsOptions):
-    """What is searched, at which false discovery rate, by which rate; the statistics options (including
-    when a slice is too small to try) are inherited from `stats.StatsOptions`, validated once."""
+class DiscoveryOptions(MetricOptions):
+    """What is searched, at which false discovery rate; the rate and the statistics options (including
+    when a slice is too small to try) are inherited from `MetricOptions`, validated once."""
 
     tags: tuple[str, ...] | None = None
     max_depth: int = DEFAULT_MAX_DEPTH
     fdr: float = DEFAULT_FDR
     condition: str | None = None
-    metric: str = "wer"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_options(self)
-
-    @property
-    def rate(self) -> Metric:
-        return METRICS[self.metric]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -470,8 +465,6 @@ def _check_options(options: DiscoveryOptions) -> None:
         raise ConfigError(BAD_DEPTH.format(value=options.max_depth))
     if isinstance(options.fdr, bool) or not (isinstance(options.fdr, (int, float)) and 0 < options.fdr < 1):
         raise ConfigError(BAD_FDR.format(value=options.fdr))
-    if options.metric not in METRICS:
-        raise ConfigError(UNKNOWN_METRIC.format(value=options.metric, choices=", ".join(METRICS)))
 
 
 def _tag_names(rows: pd.DataFrame, tags: Sequence[str] | None, available: Sequence[str] | None = None) -> tuple[str, ...]:

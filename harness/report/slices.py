@@ -39,12 +39,10 @@ METRICS = {
 
 
 @dataclass(frozen=True, kw_only=True)
-class SliceOptions(stats.StatsOptions):
-    """How slices are cut (`by`, `cross`), which rate ranks them (`metric`), and the statistics options
-    (confidence, size minimums, resamples, seed) inherited from `stats.StatsOptions`, validated once."""
+class MetricOptions(stats.StatsOptions):
+    """The statistics options (confidence, size minimums, resamples, seed) and which rate (`metric`)
+    ranks and tests slices, validated once."""
 
-    by: tuple[str, ...] = ()
-    cross: bool = False
     metric: str = "wer"
 
     def __post_init__(self) -> None:
@@ -55,6 +53,14 @@ class SliceOptions(stats.StatsOptions):
     @property
     def rate(self) -> Metric:
         return METRICS[self.metric]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SliceOptions(MetricOptions):
+    """How slices are cut (`by`, `cross`), with the metric and statistics options of `MetricOptions`."""
+
+    by: tuple[str, ...] = ()
+    cross: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,13 +16,10 @@ def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
     Sorted ascending, p_(i) becomes max_{j <= i} min(1, (m - j + 1) p_(j)), so adjusted values never
     decrease with the raw ones. NaN entries stay NaN and do not count towards m.
     """
-    p = _pvalues(pvalues)
-    adjusted = np.full(p.shape, np.nan)
-    valid = np.flatnonzero(~np.isnan(p))
-    m = valid.size
+    p, adjusted, order = _ascending(pvalues)
+    m = order.size
     if m == 0:
         return adjusted
-    order = valid[np.argsort(p[valid], kind="stable")]
     scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
     adjusted[order] = np.maximum.accumulate(scaled)
     return adjusted
@@ -34,16 +31,20 @@ def benjamini_hochberg(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
     Sorted ascending, p_(i) becomes min_{j >= i} min(1, m p_(j) / j); equals
     scipy.stats.false_discovery_control(p, method="bh"). NaN entries stay NaN and do not count towards m.
     """
-    p = _pvalues(pvalues)
-    adjusted = np.full(p.shape, np.nan)
-    valid = np.flatnonzero(~np.isnan(p))
-    m = valid.size
+    p, adjusted, order = _ascending(pvalues)
+    m = order.size
     if m == 0:
         return adjusted
-    order = valid[np.argsort(p[valid], kind="stable")]
     scaled = p[order] * m / np.arange(1, m + 1)
     adjusted[order] = np.minimum(1.0, np.minimum.accumulate(scaled[::-1])[::-1])
     return adjusted
+
+
+def _ascending(pvalues: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The p-values, an all-NaN result to fill, and the positions of the non-NaN ones in ascending order."""
+    p = _pvalues(pvalues)
+    valid = np.flatnonzero(~np.isnan(p))
+    return p, np.full(p.shape, np.nan), valid[np.argsort(p[valid], kind="stable")]
 
 
 def _pvalues(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
