@@ -214,4 +214,6 @@ def test_load_run_with_columns_keeps_keys_tags_and_only_what_was_asked(replay_ru
     for name in narrow.columns:
         assert narrow[name].astype(str).tolist() == full[name].astype(str).tolist(), name
     assert "hypothesis" in full and "hypothesis" not in load_run(replay_run, texts=False).frame
+    untagged = load_run(replay_run, texts=False, columns=["errors"], tags=False)
+    assert set(untagged.frame.columns) == {*KEY_COLUMNS, "errors", "cluster"} and untagged.tag_columns == ()
     assert condition_keys(pd.DataFrame({"condition_key": ["white@10", "clean", "white@10", "babble@0"]})) == ["white@10", "clean", "babble@0"]

@@ -133,7 +133,7 @@ def compare_runs(
     # The counts of both metrics and nothing else: never transcripts or failure messages.
     counts = [name for metric_ in METRICS.values() for name in (metric_.errors, metric_.units)]
     data_a = run_a if isinstance(run_a, RunData) else load_run(run_a, texts=False, columns=counts)
-    data_b = run_b if isinstance(run_b, RunData) else load_run(run_b, texts=False, columns=counts)
+    data_b = run_b if isinstance(run_b, RunData) else load_run(run_b, texts=False, columns=counts, tags=False)  # sliced by A's tags
     name_a = (data_a.record.get("normalizer") or {}).get("name")
     name_b = (data_b.record.get("normalizer") or {}).get("name")
     if name_a != name_b:

@@ -38,11 +38,12 @@ class RunData:
     tag_columns: tuple[str, ...]
 
 
-def load_run(run_dir: str | Path, *, texts: bool = True, columns: Sequence[str] | None = None) -> RunData:
+def load_run(run_dir: str | Path, *, texts: bool = True, columns: Sequence[str] | None = None, tags: bool = True) -> RunData:
     """A run's record and results. `texts=False` leaves out TEXT_COLUMNS (transcripts, noise records),
     most of the time and memory of loading a large run, which statistics never read. `columns` keeps
     only those result columns, besides KEY_COLUMNS and the tags that every reader needs (each string
-    column of a million rows costs tens of milliseconds and megabytes to load)."""
+    column of a million rows costs tens of milliseconds and megabytes to load). `tags=False` leaves
+    the tags out too (a run compared against another is sliced by the other's tags)."""
     run_dir = Path(run_dir)
     run_file = run_dir / RUN_FILE
     if not run_dir.is_dir():
@@ -50,21 +51,21 @@ def load_run(run_dir: str | Path, *, texts: bool = True, columns: Sequence[str] 
     if not run_file.exists():
         raise ConfigError(f"{run_dir}: no {RUN_FILE} here, so this folder holds no run. Point at a folder written by `asrfair run` (e.g. reports/<run-id>).")
     record = read_run_record(run_file)
-    frame, tags = flatten_tags(read_results(run_dir, texts=texts, columns=columns))
-    return RunData(run_dir=run_dir, record=record, frame=frame, tag_columns=tags)
+    frame, tag_columns = flatten_tags(read_results(run_dir, texts=texts, columns=columns, tags=tags))
+    return RunData(run_dir=run_dir, record=record, frame=frame, tag_columns=tag_columns)
 
 
-def read_results(run_dir: str | Path, *, texts: bool = True, columns: Sequence[str] | None = None) -> pa.Table | pd.DataFrame:
+def read_results(run_dir: str | Path, *, texts: bool = True, columns: Sequence[str] | None = None, tags: bool = True) -> pa.Table | pd.DataFrame:
     """A run's result rows: an Arrow table from the store's parts or the export (a frame for old runs)."""
     run_dir = Path(run_dir)
 
     def wanted(names: Sequence[str]) -> list[str] | None:
-        if texts and columns is None:
+        if texts and columns is None and tags:
             return None
         keep = None if columns is None else {*columns, *KEY_COLUMNS}
         return [
             name for name in names
-            if (texts or name not in TEXT_COLUMNS) and (keep is None or name in keep or name.startswith(TAG_PREFIX) or name == "tags_json")
+            if (texts or name not in TEXT_COLUMNS) and (tags or not _is_tag(name)) and (keep is None or name in keep or _is_tag(name))
         ]
 
     if (run_dir / RESULTS_FILE).exists():
@@ -77,6 +78,10 @@ def read_results(run_dir: str | Path, *, texts: bool = True, columns: Sequence[s
 
         return pq.read_table(run_dir / EXPORT_FILE, columns=wanted(pq.read_schema(run_dir / EXPORT_FILE).names))
     raise ConfigError(f"{run_dir}: no results ({RESULTS_FILE} or {EXPORT_FILE}). Run `asrfair run ... --out {run_dir} --resume` to produce them.")
+
+
+def _is_tag(name: str) -> bool:
+    return name.startswith(TAG_PREFIX) or name == "tags_json"  # tags_json: runs from before tags were columns
 
 
 def flatten_tags(results: pa.Table | pd.DataFrame) -> tuple[pd.DataFrame, tuple[str, ...]]:
