@@ -13,7 +13,7 @@ from harness.manifest import ColumnMap, load_manifest
 from harness.noise import add_recordings, load_profile
 from harness.report import ReportOptions, build_report, write_report
 from harness.runner import build_conditions, run_evaluation
-from tests.conftest import shared_path
+from tests.conftest import demo_subset, shared_path
 
 runner = CliRunner()
 
@@ -54,8 +54,9 @@ def test_real_noise_raises_pocketsphinx_wer_on_real_speech(tmp_path):
     assert "doing_the_dishes.wav" in flat and "snr" in flat
 
 
-def test_snr_sweep_report_and_plot(tmp_path, speech_manifest):
-    manifest = load_manifest(speech_manifest)
+def test_snr_sweep_report_and_plot(tmp_path):
+    # Speech a recogniser hears (the committed demo), so that -5 dB white noise measurably hurts.
+    manifest = load_manifest(demo_subset(tmp_path / "demo.jsonl"))
     conditions = build_conditions([load_profile("white")], [20.0, -5.0])
     run_evaluation(manifest, load_backend("pocketsphinx"), out_dir=tmp_path / "run", conditions=conditions, batch_size=8)
     report = build_report(tmp_path / "run", ReportOptions(by=("accent",), min_speakers=2, min_words=10))
@@ -83,14 +84,14 @@ def test_snr_sweep_report_and_plot(tmp_path, speech_manifest):
         (["--profile", "pink"], "--snr"),
     ],
 )
-def test_bad_noise_input_exits_2_before_transcribing(tmp_path, speech_manifest, arguments, message):
-    result = runner.invoke(app, ["run", str(speech_manifest), "--out", str(tmp_path / "run"), *arguments])
+def test_bad_noise_input_exits_2_before_transcribing(tmp_path, generated_manifest, arguments, message):
+    result = runner.invoke(app, ["run", str(generated_manifest), "--out", str(tmp_path / "run"), *arguments])
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert not (tmp_path / "run" / "results.sqlite").exists()
 
 
-def test_missing_or_corrupt_recording_stops_before_transcribing(tmp_path, speech_manifest):
+def test_missing_or_corrupt_recording_stops_before_transcribing(tmp_path, generated_manifest):
     noise = tmp_path / "hum.wav"
     rng = np.random.default_rng(0)
     soundfile.write(noise, 0.1 * rng.standard_normal(32000).astype(np.float32), 16000)
@@ -98,12 +99,12 @@ def test_missing_or_corrupt_recording_stops_before_transcribing(tmp_path, speech
     assert result.exit_code == 0, result.output
     profile_path = tmp_path / "profiles" / "hum.yaml"
     noise.unlink()
-    result = runner.invoke(app, ["run", str(speech_manifest), "--out", str(tmp_path / "run"), "--profile", str(profile_path), "--snr", "5"])
+    result = runner.invoke(app, ["run", str(generated_manifest), "--out", str(tmp_path / "run"), "--profile", str(profile_path), "--snr", "5"])
     assert result.exit_code == 2 and "hum.wav" in result.output
     assert not (tmp_path / "run" / "results.sqlite").exists()
 
 
-def test_noise_cli_add_list_preview(tmp_path, speech_manifest, monkeypatch):
+def test_noise_cli_add_list_preview(tmp_path, generated_manifest, monkeypatch):
     monkeypatch.setenv("ASRFAIR_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
     recording = shared_path("noise", "recordings", "berlin_street_tram.m4a")
@@ -112,9 +113,9 @@ def test_noise_cli_add_list_preview(tmp_path, speech_manifest, monkeypatch):
     assert (tmp_path / "home" / "noise_profiles" / "tram.yaml").exists()
     listing = runner.invoke(app, ["noise", "list"])
     assert "tram" in listing.output and "pink" in listing.output
-    first_id = json.loads(speech_manifest.read_text().splitlines()[0])["id"]
+    first_id = json.loads(generated_manifest.read_text().splitlines()[0])["id"]
     out = tmp_path / "preview.wav"
-    result = runner.invoke(app, ["noise", "preview", "tram", "--manifest", str(speech_manifest), "--utterance", first_id, "--snr", "5", "-o", str(out)])
+    result = runner.invoke(app, ["noise", "preview", "tram", "--manifest", str(generated_manifest), "--utterance", first_id, "--snr", "5", "-o", str(out)])
     assert result.exit_code == 0, result.output
     audio, rate = soundfile.read(out)
     assert rate == 16000 and audio.std() > 0.01

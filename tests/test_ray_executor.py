@@ -83,12 +83,12 @@ def transcriber_pids():
     return [p.pid for p in psutil.process_iter(["cmdline"]) if any("Transcriber" in part for part in (p.info["cmdline"] or []))]
 
 
-def test_pocketsphinx_under_noise_on_ray_matches_local_even_when_an_actor_is_killed(local_ray, tmp_path, speech_manifest):
+def test_pocketsphinx_under_noise_on_ray_matches_local_even_when_an_actor_is_killed(local_ray, tmp_path, generated_manifest):
     # Three utterances of each voice, clean and in white noise: twelve decodes.
-    lines = speech_manifest.read_text().splitlines()
+    lines = generated_manifest.read_text().splitlines()
     subset = tmp_path / "m.jsonl"
     subset.write_text("\n".join(lines[:3] + lines[6:9]) + "\n")
-    (tmp_path / "audio").symlink_to(speech_manifest.parent / "audio")
+    (tmp_path / "audio").symlink_to(generated_manifest.parent / "audio")
     manifest = load_manifest(subset)
     conditions = build_conditions([load_profile("white")], [5.0])
     factory = BackendFactory(name="pocketsphinx", options={"processes": "1"})
@@ -168,7 +168,7 @@ def test_transcription_actors_never_hold_every_cpu():
             assert workers * actor_cpus(cpus, workers) <= max(cpus - 1, 0.25 * workers)
 
 
-def test_preparation_stays_in_its_own_tasks(local_ray, tmp_path, speech_manifest):
+def test_preparation_stays_in_its_own_tasks(local_ray, tmp_path, generated_manifest):
     """Ray Data must not fuse decoding into the transcription actors (it fuses stages whose resources match)."""
     import ray.data
 
@@ -176,7 +176,7 @@ def test_preparation_stays_in_its_own_tasks(local_ray, tmp_path, speech_manifest
     from harness.executors.ray import RayExecutor
     from harness.pipeline import WorkSpec
 
-    manifest = load_manifest(speech_manifest)
+    manifest = load_manifest(generated_manifest)
     executor = RayExecutor(workers=2)
     info = executor.open(BackendFactory(name="pocketsphinx", options={"processes": "1"}), [])
     spec = WorkSpec(conditions=tuple(build_conditions([], [])), normalizer="basic", seed=0, sample_rate_hz=info.sample_rate_hz, batch_size=4, tag_names=())

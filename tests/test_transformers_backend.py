@@ -244,7 +244,7 @@ def test_wrong_sample_rate_is_rejected(ctc_backend):
         ctc_backend.transcribe([_request("utt-8k", 1.0, rate_hz=8000)])
 
 
-def test_cli_run_with_a_local_model_directory_under_noise(ctc_dir, speech_manifest, tmp_path):
+def test_cli_run_with_a_local_model_directory_under_noise(ctc_dir, generated_manifest, tmp_path):
     """The whole path a user takes: CLI, manifest, threaded audio preparation with noise, batched model."""
     import json
 
@@ -252,7 +252,7 @@ def test_cli_run_with_a_local_model_directory_under_noise(ctc_dir, speech_manife
 
     from harness.cli import app
 
-    arguments = ["run", str(speech_manifest), "--backend", "transformers", "--backend-arg", f"model={ctc_dir}", "--batch-size", "4", "--profile", "white", "--snr", "5"]
+    arguments = ["run", str(generated_manifest), "--backend", "transformers", "--backend-arg", f"model={ctc_dir}", "--batch-size", "4", "--profile", "white", "--snr", "5"]
     first = CliRunner().invoke(app, [*arguments, "--out", str(tmp_path / "a")])
     assert first.exit_code == 0, first.output
     second = CliRunner().invoke(app, [*arguments, "--batch-size", "3", "--workers", "1", "--out", str(tmp_path / "b")])
