@@ -34,6 +34,8 @@ SAMPLES, FAILURE, MESSAGE, HYPOTHESIS, DURATION, NOISE = "_samples", "_failure",
 FINAL_FAILURE, KIND, LATENCY, ATTEMPTS, SEED = "_final_failure", "_failure_kind", "_latency_s", "_attempts", "_noise_seed"
 # Backends that can use a GPU, and the option that can keep them off it.
 GPU_BACKENDS = {"transformers": "device"}
+# CPUs reserved per preparation task (decode, resample, noise): half, so two run beside each actor.
+PREPARATION_CPUS = 0.5
 
 
 class RayExecutor:
@@ -97,12 +99,14 @@ class RayExecutor:
         work = job_table(job)
         dataset = ray.data.from_arrow(work, override_num_blocks=max(1, min(-(-len(job) // job.unit_rows), 8 * self.workers)))
         if spec.sample_rate_hz is not None:
-            # Ray Data fuses consecutive map stages whose resources match, which would move decoding
-            # into the transcription actors, one batch after another. Resources given by a function
-            # are never fused, so preparation stays in its own CPU tasks, running alongside.
+            # Ray Data fuses a task stage into the actor stage after it when their remote arguments
+            # match, which would move decoding into the transcription actors, one batch after another.
+            # `max_calls=0` is a task's default (a worker runs any number of tasks), but stated, it is
+            # an argument the actors do not have, so the stages never fuse and preparation stays in its
+            # own CPU tasks, running alongside (tests/test_ray_executor.py checks the plan).
             dataset = dataset.map_batches(
                 prepare_batch, batch_size=spec.batch_size, batch_format="pyarrow", zero_copy_batch=True,
-                fn_kwargs={"spec": spec, "candidates": job.candidates}, ray_remote_args_fn=_preparation_resources,
+                fn_kwargs={"spec": spec, "candidates": job.candidates}, num_cpus=PREPARATION_CPUS, max_calls=0,
             )
         # An actor call costs milliseconds, so a backend that takes no audio gets whole units per call
         # (it is still called `batch_size` utterances at a time inside the actor).
@@ -235,10 +239,6 @@ def _quiet_ray_data() -> None:
     context.print_on_execution_start = False
     context.enable_auto_log_stats = False
     context.execution_options.preserve_order = False
-
-
-def _preparation_resources() -> dict[str, Any]:
-    return {"num_cpus": 0.5}
 
 
 def actor_cpus(cluster_cpus: float, workers: int) -> float:
