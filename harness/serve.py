@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import io
@@ -46,6 +47,21 @@ class _Job:
     future: asyncio.Future
 
 
+@functools.cache
+def keys() -> Any:
+    """aiohttp's typed keys for what the application and a request carry (made on first use: aiohttp is
+    the `serve` extra, imported only here). `keys().audio_sha256` is the uploaded audio's hash, which a
+    middleware may read from the request after the handler ran."""
+    from types import SimpleNamespace
+
+    from aiohttp import web
+
+    return SimpleNamespace(
+        backend=web.AppKey("backend", Backend), options=web.AppKey("options", ServeOptions), queue=web.AppKey("queue", asyncio.Queue),
+        audio_sha256=web.RequestKey("asrfair.audio_sha256", str),
+    )
+
+
 def create_app(backend: Backend, options: ServeOptions, *, middlewares: Sequence[Any] = ()):
     """The aiohttp application. `middlewares` wrap the handlers (the tests inject faults this way)."""
     from aiohttp import web
@@ -53,7 +69,7 @@ def create_app(backend: Backend, options: ServeOptions, *, middlewares: Sequence
     if backend.sample_rate_hz is None:
         raise HarnessError(f"backend {backend.name!r} takes no audio, so it cannot serve transcriptions. Serve an audio backend.")
     app = web.Application(middlewares=list(middlewares), client_max_size=options.max_upload_bytes + 1024 * 1024)
-    app["backend"], app["options"] = backend, options
+    app[keys().backend], app[keys().options] = backend, options
     app.router.add_post(TRANSCRIPTIONS_PATH, _transcriptions)
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/health", _health)
@@ -63,8 +79,8 @@ def create_app(backend: Backend, options: ServeOptions, *, middlewares: Sequence
 
 async def _batcher(app):
     """Run the backend in one thread, fed by a queue that batches requests arriving together."""
-    backend: Backend = app["backend"]
-    options: ServeOptions = app["options"]
+    backend: Backend = app[keys().backend]
+    options: ServeOptions = app[keys().options]
     queue: asyncio.Queue[_Job] = asyncio.Queue()
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asrfair-serve")
     loop = asyncio.get_running_loop()
@@ -89,7 +105,7 @@ async def _batcher(app):
                 if not job.future.done():
                     job.future.set_result(result)
 
-    app["queue"] = queue
+    app[keys().queue] = queue
     task = asyncio.create_task(run())
     yield
     task.cancel()
@@ -127,8 +143,8 @@ async def _transcriptions(request):
     from aiohttp import web
 
     app, started = request.app, time.perf_counter()
-    options: ServeOptions = app["options"]
-    backend: Backend = app["backend"]
+    options: ServeOptions = app[keys().options]
+    backend: Backend = app[keys().backend]
     if options.api_key is not None:
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {options.api_key}".encode()):
@@ -158,7 +174,7 @@ async def _transcriptions(request):
     if response_format not in RESPONSE_FORMATS:
         return _error(400, f"response_format {response_format!r} is not supported here; use one of {', '.join(RESPONSE_FORMATS)}.", param="response_format")
     audio_sha256 = hashlib.sha256(audio).hexdigest()
-    request["asrfair.audio_sha256"] = audio_sha256
+    request[keys().audio_sha256] = audio_sha256
     loop = asyncio.get_running_loop()
     try:
         samples = await loop.run_in_executor(None, load_audio, io.BytesIO(audio), backend.sample_rate_hz)
@@ -167,7 +183,7 @@ async def _transcriptions(request):
     except Exception as error:  # noqa: BLE001 - any decoder failure is the client's file
         return _error(400, f"could not decode the audio: {type(error).__name__}: {error}", param="file")
     job = _Job(TranscriptionRequest(utterance_id=audio_sha256[:16], samples=samples, sample_rate_hz=backend.sample_rate_hz), loop.create_future())
-    await app["queue"].put(job)
+    await app[keys().queue].put(job)
     result = await job.future
     elapsed = time.perf_counter() - started
     if isinstance(result, BaseException):
@@ -196,13 +212,13 @@ def _failure_response(error: BaseException):
 async def _models(request):
     from aiohttp import web
 
-    return web.json_response({"object": "list", "data": [{"id": request.app["options"].model_name, "object": "model", "owned_by": "asrfair"}]})
+    return web.json_response({"object": "list", "data": [{"id": request.app[keys().options].model_name, "object": "model", "owned_by": "asrfair"}]})
 
 
 async def _health(request):
     from aiohttp import web
 
-    return web.json_response({"status": "ok", "backend": request.app["backend"].name})
+    return web.json_response({"status": "ok", "backend": request.app[keys().backend].name})
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from harness.serve import keys as serve_keys
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEMO = PROJECT_ROOT / "manifests" / "demo"
 
@@ -82,7 +84,7 @@ class Faults:
         finally:
             with self._lock:
                 self.in_flight -= 1
-        sha = request.get("asrfair.audio_sha256")
+        sha = request.get(serve_keys().audio_sha256)
         if sha is None:
             return response
         with self._lock:
