@@ -195,6 +195,45 @@ def test_report_csv_defuses_every_formula_cell(tmp_path):
     assert any(_is_number(cell) and cell.startswith("-") for cell in cells)
 
 
+def test_report_csv_holds_every_row_of_the_table(unlabelled_run):
+    """One CSV row per table row, overall first, every field the table's value; crossed slices joined by ";"."""
+    report = build_report(unlabelled_run, ReportOptions(by=("accent", "region"), cross=True, n_resamples=200))
+    write_report(report, unlabelled_run, formats=["csv"])
+    with open(unlabelled_run / "report.csv", encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    table = [{**report.table.overall, "dimension": "overall"}, *report.table.slices]
+    assert len(rows) == len(table) and rows[0]["dimension"] == "overall" and rows[0]["slice"] == "overall"
+    assert "accent=south;region=west" in {row["slice"] for row in rows}
+    for written, row in zip(rows, table, strict=True):
+        by = row.get("by") or {}
+        assert written["slice"] == (";".join(f"{k}={v}" for k, v in by.items()) if by else "overall")
+        for name, cell in written.items():
+            if name != "slice":
+                value = row.get(name)
+                assert cell == ("" if value is None else str(value)), name
+    assert float(rows[0]["wer"]) == pytest.approx((36 + 72 + 180) / 1440)
+
+
+def test_report_csv_is_utf8_whatever_the_locale(tmp_path):
+    """Written in an ASCII locale, a name with an accent or in another script still reaches report.csv as UTF-8."""
+    import subprocess
+    import sys
+
+    run = replay_run(tmp_path, [
+        group("a", {"accent": "Fernández"}, speakers=2, errors=1),
+        group("b", {"accent": "中文"}, speakers=2, errors=0),
+    ])
+    script = (
+        "import sys; from harness.report import ReportOptions, build_report, write_report; "
+        "r = build_report(sys.argv[1], ReportOptions(by=('accent',), n_resamples=200)); write_report(r, sys.argv[1], formats=['csv'])"
+    )
+    env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    done = subprocess.run([sys.executable, "-c", script, str(run)], env=env, capture_output=True, text=True, encoding="utf-8")
+    assert done.returncode == 0, done.stderr
+    text = (run / "report.csv").read_bytes().decode("utf-8")
+    assert "accent=Fernández" in text and "accent=中文" in text
+
+
 @pytest.mark.parametrize("prefix", FORMULA_PREFIXES)
 def test_csv_safe_quotes_each_formula_prefix_and_leaves_the_rest(prefix):
     assert csv_safe(prefix + "cmd") == "'" + prefix + "cmd"
