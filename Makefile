@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 APT_PACKAGES := espeak-ng flite sox ffmpeg
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install system-packages demo test bench clean
+.PHONY: install system-packages demo test bench mutation clean
 
 $(BIN)/asrfair: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,5 +39,10 @@ bench: install
 	$(BIN)/python benchmarks/transformers_backend.py --utterances 8 --batch-size 4 --max-new-tokens 8
 	$(BIN)/python benchmarks/scale.py
 
+# Mutation testing of the statistics, scoring and report rules (hours on two cores; see benchmarks/README.md).
+mutation: install
+	$(BIN)/python -m pip install -q -e ".[test,hf,mutation]"
+	$(BIN)/python benchmarks/mutation.py --max-children 2
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache mutants

@@ -1,0 +1,102 @@
+"""Mutation testing of the statistics, scoring, seeding, normalisers and the report's rules (`make mutation`).
+
+Runs mutmut 3 (configured in pyproject.toml, [tool.mutmut]) on the mutants in scope, then prints a
+Markdown table of mutants per module: killed, survived, timed out, and the score, killed / (total - no
+tests), for benchmarks/README.md. `--report-only` prints the table of the last run without running.
+`--max-children` bounds the parallel test processes (default 2: the CI machines have two cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# Every mutant of these modules, and of render.py only the CSV writer and its formula defusing.
+SCOPE = (
+    "harness.stats.*",
+    "harness.scoring.*",
+    "harness.seeding.*",
+    "harness.normalize.*",
+    "harness.report.slices.*",
+    "harness.report.render.x_csv_safe__mutmut_*",
+    "harness.report.render.x_write_csv__mutmut_*",
+)
+# mutmut's exit codes per mutant (mutmut/stats.py).
+KILLED, SURVIVED, NO_TESTS, TIMEOUT = {1, 3}, {0}, {5, 33}, {-24, 24, 36, 152, 255}
+
+
+def in_scope(name: str) -> bool:
+    from fnmatch import fnmatch
+
+    return any(fnmatch(name, pattern) for pattern in SCOPE)
+
+
+def results() -> dict[str, Counter]:
+    per_module: dict[str, Counter] = {}
+    for meta in sorted((ROOT / "mutants" / "harness").rglob("*.py.meta")):
+        module = str(meta.relative_to(ROOT / "mutants")).removesuffix(".meta")
+        for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+            if not in_scope(name):
+                continue
+            counts = per_module.setdefault(module, Counter())
+            counts["total"] += 1
+            if code in KILLED:
+                counts["killed"] += 1
+            elif code in SURVIVED:
+                counts["survived"] += 1
+            elif code in NO_TESTS:
+                counts["no tests"] += 1
+            elif code in TIMEOUT:
+                counts["timeout"] += 1
+            elif code is None:
+                counts["not run"] += 1
+            else:
+                counts["other"] += 1
+    return per_module
+
+
+def table(per_module: dict[str, Counter]) -> str:
+    columns = ("total", "killed", "survived", "timeout", "no tests", "not run")
+    lines = ["| module | " + " | ".join(columns) + " | score |", "|---" * (len(columns) + 2) + "|"]
+    overall: Counter = Counter()
+    for module, counts in [*per_module.items(), ("**all**", None)]:
+        if counts is None:
+            counts = overall
+        else:
+            overall.update(counts)
+        tested = counts["total"] - counts["no tests"]
+        # A timeout is a mutant the tests stopped (an endless loop), so it counts as caught.
+        score = f"{100 * (counts['killed'] + counts['timeout']) / tested:.1f}%" if tested else "–"
+        lines.append(f"| {module} | " + " | ".join(str(counts[c]) for c in columns) + f" | {score} |")
+    return "\n".join(lines)
+
+
+def survivors() -> list[str]:
+    names = []
+    for meta in sorted((ROOT / "mutants" / "harness").rglob("*.py.meta")):
+        names += [n for n, code in json.loads(meta.read_text())["exit_code_by_key"].items() if code in SURVIVED and in_scope(n)]
+    return names
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-children", type=int, default=2)
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--survivors", action="store_true", help="list the surviving mutants (mutmut show NAME shows each)")
+    args = parser.parse_args()
+    if not args.report_only and not args.survivors:
+        mutmut = Path(sys.executable).with_name("mutmut")
+        subprocess.run([str(mutmut), "run", "--max-children", str(args.max_children), *SCOPE], cwd=ROOT, check=True)
+    if args.survivors:
+        print("\n".join(survivors()))
+        return
+    print(table(results()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,540 @@
+"""harness.stats field by field against values computed here another way: plain loops over speakers for the
+CR3 variance and Bell-McCaffrey df, scipy.stats for t quantiles and p-values, brute-force enumeration for
+exact permutation and sign-flip tests.
+
+These tests exist because a mutation run (benchmarks/README.md, "Mutation testing") showed changes to
+this code that the rest of the suite did not notice; each asserts values a wrong implementation gets wrong.
+Warnings are errors here: the statistics must handle zero variances, single speakers and empty slices
+without numpy warnings leaking to the terminal.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+
+from harness import stats
+from harness.stats import StatsInputError, StatsOptions
+
+pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
+
+
+def cr3(errors, words):
+    """Pooled rate, CR3 variance and Bell-McCaffrey df of per-speaker totals, one speaker at a time."""
+    total_e, total_w = float(sum(errors)), float(sum(words))
+    rate = total_e / total_w
+    variance = first = second = 0.0
+    for e, w in zip(errors, words, strict=True):
+        a = w / total_w
+        variance += (e - rate * w) ** 2 / (1 - a) ** 2
+        first += a**2 * (1 - 2 * a) / (1 - a) ** 2
+        second += a**2 / (1 - a)
+    return rate, variance / total_w**2, 1 / (first + second**2)
+
+
+def welch(value_a, variance_a, df_a, value_b, variance_b, df_b, confidence=0.95):
+    difference = value_a - value_b
+    variance = variance_a + variance_b
+    df = variance**2 / (variance_a**2 / df_a + variance_b**2 / df_b)
+    se = math.sqrt(variance)
+    t = scipy_stats.t.ppf(0.5 + confidence / 2, df)
+    return difference, difference - t * se, difference + t * se, se, df, 2 * scipy_stats.t.sf(abs(difference) / se, df)
+
+
+# Two accents of distinct speakers; speakers have several utterances (rows), summed into one cell each.
+A_ERRORS = [3.0, 0.0, 5.0, 2.0, 9.0]
+A_WORDS = [20.0, 15.0, 30.0, 25.0, 40.0]
+B_ERRORS = [1.0, 4.0, 2.0, 0.0, 3.0, 6.0]
+B_WORDS = [10.0, 30.0, 20.0, 15.0, 25.0, 30.0]
+
+
+def two_slices():
+    """Rows: each speaker's totals split over two utterances (a third / two thirds, rounded), in mixed order."""
+    rows = []
+    for label, errors, words, prefix in (("a", A_ERRORS, A_WORDS, "a"), ("b", B_ERRORS, B_WORDS, "b")):
+        for i, (e, w) in enumerate(zip(errors, words, strict=True)):
+            e1, w1 = e // 3, w // 3
+            rows += [(f"{prefix}{i}", label, e1, w1), (f"{prefix}{i}", label, e - e1, w - w1)]
+    rows = rows[::2] + rows[1::2]
+    speakers, labels, errors, words = (list(column) for column in zip(*rows, strict=True))
+    return np.array(errors), np.array(words), speakers, labels
+
+
+# --------------------------------------------------------------------------------------------------
+# Two slices of one run: compare_slices
+
+
+def test_compare_slices_every_field_by_hand():
+    errors, words, speakers, labels = two_slices()
+    result = stats.compare_slices(errors=errors, ref_words=words, clusters=speakers, slices=labels, slice_a="a", slice_b="b")
+    rate_a, var_a, df_a = cr3(A_ERRORS, A_WORDS)
+    rate_b, var_b, df_b = cr3(B_ERRORS, B_WORDS)
+    difference, lower, upper, se, df, p = welch(rate_a, var_a, df_a, rate_b, var_b, df_b)
+    assert (result.value_a, result.value_b) == (pytest.approx(19 / 130), pytest.approx(16 / 130))
+    assert result.value_a == pytest.approx(rate_a, rel=1e-12) and result.value_b == pytest.approx(rate_b, rel=1e-12)
+    assert result.difference == pytest.approx(difference, rel=1e-12)
+    assert result.standard_error == pytest.approx(se, rel=1e-12) and result.degrees_of_freedom == pytest.approx(df, rel=1e-12)
+    assert result.lower == pytest.approx(lower, rel=1e-10) and result.upper == pytest.approx(upper, rel=1e-10)
+    assert result.p_value == pytest.approx(p, rel=1e-10)
+    assert (result.n_speakers_a, result.n_speakers_b, result.confidence) == (5, 6, 0.95)
+    assert result.definition == "WER(slice_a) - WER(slice_b)" and result.method == "welch_cr3_bell_mccaffrey_t"
+    assert not result.interval_omitted
+    # Other way round: the difference and interval change sign, the rest stays.
+    swapped = stats.compare_slices(errors=errors, ref_words=words, clusters=speakers, slices=labels, slice_a="b", slice_b="a")
+    assert swapped.difference == pytest.approx(-difference) and swapped.lower == pytest.approx(-upper) and swapped.p_value == pytest.approx(p)
+    # The confidence comes from the options.
+    wide = stats.compare_slices(errors=errors, ref_words=words, clusters=speakers, slices=labels, slice_a="a", slice_b="b", options=StatsOptions(confidence=0.8))
+    assert wide.confidence == 0.8 and wide.lower == pytest.approx(welch(rate_a, var_a, df_a, rate_b, var_b, df_b, 0.8)[1], rel=1e-10)
+
+
+def test_compare_slices_with_no_spread_and_with_one_speaker():
+    # Every speaker of a slice has the same rate: no spread, df the smaller of the two, p 0 or 1.
+    flat = dict(errors=[1, 2, 3, 6, 3], ref_words=[10, 20, 10, 20, 10], clusters=["a1", "a2", "b1", "b2", "b3"], slices=["a", "a", "b", "b", "b"])
+    result = stats.compare_slices(**flat, slice_a="a", slice_b="b")
+    assert result.difference == pytest.approx(-0.2) and result.standard_error == 0
+    assert result.lower == pytest.approx(-0.2) and result.upper == pytest.approx(-0.2) and result.p_value == 0.0
+    assert result.degrees_of_freedom == pytest.approx(min(cr3([1, 2], [10, 20])[2], cr3([3, 6, 3], [10, 20, 10])[2]))
+    same = stats.compare_slices(errors=[1, 2, 1, 2], ref_words=[10, 20, 10, 20], clusters=["a1", "a2", "b1", "b2"], slices=["a", "a", "b", "b"], slice_a="a", slice_b="b")
+    assert same.difference == 0 and same.p_value == 1.0
+    # One speaker: no variance can be estimated, so nothing but the values is given.
+    single = stats.compare_slices(errors=[1, 2, 3], ref_words=[10, 20, 10], clusters=["a1", "a2", "b1"], slices=["a", "a", "b"], slice_a="a", slice_b="b")
+    assert single.difference == pytest.approx(0.1 - 0.3)
+    assert all(math.isnan(v) for v in (single.lower, single.upper, single.standard_error, single.degrees_of_freedom, single.p_value))
+    assert single.interval_omitted
+
+
+def test_welch_difference_of_non_finite_variance_is_all_nan():
+    out = stats._tests.welch_difference(0.2, np.inf, 5.0, 0.1, 0.001, 7.0, 0.95)
+    assert out[0] == pytest.approx(0.1) and all(math.isnan(v) for v in out[1:])
+
+
+def test_two_slices_must_be_two_and_known():
+    errors, words, speakers, labels = two_slices()
+    with pytest.raises(StatsInputError, match=r"^slice_a and slice_b are both 'a'; compare two different slices$"):
+        stats.compare_slices(errors=errors, ref_words=words, clusters=speakers, slices=labels, slice_a="a", slice_b="a")
+    with pytest.raises(StatsInputError, match=r"^slice 'c' not found; slices present: \['a', 'b'\]$"):
+        stats.compare_slices(errors=errors, ref_words=words, clusters=speakers, slices=labels, slice_a="c", slice_b="a")
+    shared = speakers[:]
+    shared[-1] = "a0"
+    with pytest.raises(StatsInputError, match=r"^1 speaker\(s\) appear in both slice 'a' and slice 'b' \(e.g. 'a0'\); the slices are not independent"):
+        stats.compare_slices(errors=errors, ref_words=words, clusters=shared, slices=labels, slice_a="a", slice_b="b")
+
+
+def test_a_missing_label_is_a_slice_that_can_be_named():
+    # cells_from_frame keeps missing tags as a NaN slice; NaN != NaN, so it must still be found by name.
+    cells = stats.cells_from_frame(pd.DataFrame({
+        "accent": ["x", "x", None, None], "errors": [1, 2, 3, 4], "ref_words": [10, 10, 10, 10], "utterance_id": ["u1", "u2", "u3", "u4"],
+        "speaker": ["s1", "s2", "s3", "s4"],
+    }), by="accent")
+    assert stats._tests._slice_code(cells.slices, float("nan")) == 1 and stats._tests._slice_code(cells.slices, "x") == 0
+    with pytest.raises(StatsInputError, match="not found"):
+        stats._tests._slice_code(("x", 1.5), float("nan"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Two runs on the same utterances: paired_difference
+
+
+def paired_data():
+    """12 speakers with 2 utterances each; run B changes 9 of them (2^9 sign patterns: exact)."""
+    words = np.array([12.0, 8, 15, 5, 10, 10, 20, 4, 9, 11, 6, 14, 13, 7, 10, 10, 8, 12, 16, 4, 10, 10, 9, 11])
+    errors_a = np.array([2.0, 1, 3, 0, 1, 2, 4, 1, 2, 2, 0, 3, 1, 1, 2, 2, 1, 3, 2, 0, 1, 1, 2, 2])
+    change = np.array([-1.0, 0, -2, 0, 1, 0, -1, -1, 0, -2, 0, 0, -1, 0, -2, 1, 0, -1, -1, 0, 0, 0, 0, 0])
+    speakers = np.repeat([f"s{i:02d}" for i in range(12)], 2)
+    return errors_a, errors_a + change, words, speakers
+
+
+def test_paired_difference_every_field_by_hand():
+    errors_a, errors_b, words, speakers = paired_data()
+    result = stats.paired_difference(errors_a=errors_a, errors_b=errors_b, ref_words=words, clusters=speakers)
+    per_speaker = {s: (errors_b[speakers == s].sum() - errors_a[speakers == s].sum(), words[speakers == s].sum()) for s in np.unique(speakers)}
+    d = [v[0] for v in per_speaker.values()]
+    w = [v[1] for v in per_speaker.values()]
+    delta, variance, df = cr3(d, w)
+    t = scipy_stats.t.ppf(0.975, df)
+    assert result.value_a == pytest.approx(errors_a.sum() / words.sum()) and result.value_b == pytest.approx(errors_b.sum() / words.sum())
+    assert result.difference == pytest.approx(delta, rel=1e-12) and delta == pytest.approx(-10 / 244)
+    assert result.standard_error == pytest.approx(math.sqrt(variance), rel=1e-12) and result.degrees_of_freedom == pytest.approx(df, rel=1e-12)
+    assert result.lower == pytest.approx(delta - t * math.sqrt(variance), rel=1e-10)
+    assert result.upper == pytest.approx(delta + t * math.sqrt(variance), rel=1e-10)
+    changed = [x for x in d if x != 0]
+    assert len(changed) == 9
+    flips = [abs(sum(s * x for s, x in zip(signs, changed, strict=True))) for signs in itertools.product((-1, 1), repeat=len(changed))]
+    assert result.p_value == pytest.approx(np.mean(np.array(flips) >= abs(sum(changed)) - 1e-9), rel=1e-12)
+    assert (result.n_speakers_a, result.n_speakers_b, result.confidence) == (12, 12, 0.95)
+    assert result.definition == "WER(run_b) - WER(run_a)" and result.method == "cr3_bell_mccaffrey_t"
+
+
+def test_paired_difference_names_the_bad_argument():
+    errors_a, errors_b, words, speakers = paired_data()
+    with pytest.raises(StatsInputError, match=r"^errors_a holds 1 negative value"):
+        stats.paired_difference(errors_a=-errors_a[:1], errors_b=errors_b[:1], ref_words=words[:1], clusters=None)
+    with pytest.raises(StatsInputError, match=r"^errors_b holds 1 NaN"):
+        stats.paired_difference(errors_a=errors_a[:2], errors_b=[1.0, np.nan], ref_words=words[:2], clusters=None)
+    with pytest.raises(StatsInputError, match=r"^ref_words holds 1 negative"):
+        stats.paired_difference(errors_a=errors_a[:2], errors_b=errors_b[:2], ref_words=[1.0, -1.0], clusters=None)
+    with pytest.raises(StatsInputError, match=r"^errors_b has 3 values but errors_a has 2; pass one value per utterance row$"):
+        stats.paired_difference(errors_a=errors_a[:2], errors_b=errors_b[:3], ref_words=words[:2], clusters=None)
+    with pytest.raises(StatsInputError, match=r"^ref_words has 3 values but errors_a has 2; pass one value per utterance row$"):
+        stats.paired_difference(errors_a=errors_a[:2], errors_b=errors_b[:2], ref_words=words[:3], clusters=None)
+
+
+# --------------------------------------------------------------------------------------------------
+# Differential degradation
+
+
+def degradation_data():
+    """Slices a (5 speakers) and b (6 speakers), clean and under a condition, two utterances per speaker."""
+    clean_a, cond_a = [1.0, 0, 2, 1, 0], [4.0, 2, 5, 1, 3]
+    clean_b, cond_b = [2.0, 1, 0, 1, 3, 0], [3.0, 1, 1, 2, 3, 2]
+    words_a, words_b = [20.0, 16, 24, 30, 10], [18.0, 22, 12, 26, 20, 14]
+    rows = []
+    for label, clean, cond, words in (("a", clean_a, cond_a, words_a), ("b", clean_b, cond_b, words_b)):
+        for i, (c, n, w) in enumerate(zip(clean, cond, words, strict=True)):
+            rows += [(f"{label}{i}", label, c, n - 1 if n else n, w / 2), (f"{label}{i}", label, 0.0, 1.0 if n else 0.0, w / 2)]
+    speakers, labels, clean_rows, cond_rows, word_rows = (np.array(column) for column in zip(*rows, strict=True))
+    expected = {}
+    for label, clean, cond, words in (("a", clean_a, cond_a, words_a), ("b", clean_b, cond_b, words_b)):
+        expected[label] = cr3([n - c for c, n in zip(clean, cond, strict=True)], words)
+    return dict(errors_clean=clean_rows, errors_condition=cond_rows, ref_words=word_rows, clusters=speakers, slices=labels), expected
+
+
+def test_differential_degradation_every_field_by_hand():
+    data, expected = degradation_data()
+    result = stats.differential_degradation(**data, slice_a="a", slice_b="b")
+    (delta_a, var_a, df_a), (delta_b, var_b, df_b) = expected["a"], expected["b"]
+    difference, lower, upper, se, df, p = welch(delta_a, var_a, df_a, delta_b, var_b, df_b)
+    assert result.value_a == pytest.approx(delta_a, rel=1e-12) and delta_a == pytest.approx(11 / 100)
+    assert result.value_b == pytest.approx(delta_b, rel=1e-12) and delta_b == pytest.approx(5 / 112)
+    assert result.difference == pytest.approx(difference, rel=1e-12)
+    assert result.lower == pytest.approx(lower, rel=1e-10) and result.upper == pytest.approx(upper, rel=1e-10)
+    assert result.standard_error == pytest.approx(se, rel=1e-12) and result.degrees_of_freedom == pytest.approx(df, rel=1e-12)
+    assert result.p_value == pytest.approx(p, rel=1e-10)
+    assert (result.n_speakers_a, result.n_speakers_b, result.confidence) == (5, 6, 0.95)
+    assert result.definition == "(WER_condition - WER_clean)(slice_a) - (WER_condition - WER_clean)(slice_b)"
+    assert result.method == "welch_cr3_bell_mccaffrey_t"
+    narrow = stats.differential_degradation(**data, slice_a="a", slice_b="b", options=StatsOptions(confidence=0.5))
+    assert narrow.upper == pytest.approx(welch(delta_a, var_a, df_a, delta_b, var_b, df_b, 0.5)[2], rel=1e-10) and narrow.confidence == 0.5
+
+
+def test_differential_degradation_names_the_bad_argument():
+    data, _ = degradation_data()
+    for name, message in (("errors_clean", "errors_clean holds 1 negative"), ("errors_condition", "errors_condition holds 1 negative"), ("ref_words", "ref_words holds 1 negative")):
+        bad = dict(data)
+        bad[name] = data[name].copy()
+        bad[name][0] = -1
+        with pytest.raises(StatsInputError, match="^" + message):
+            stats.differential_degradation(**bad, slice_a="a", slice_b="b")
+    for name in ("errors_condition", "ref_words"):
+        bad = dict(data)
+        bad[name] = data[name][:-1]
+        with pytest.raises(StatsInputError, match=f"^{name} has {data[name].size - 1} values but errors_clean has {data[name].size}"):
+            stats.differential_degradation(**bad, slice_a="a", slice_b="b")
+
+
+# --------------------------------------------------------------------------------------------------
+# Cells and rates
+
+
+def test_rates_name_the_bad_argument():
+    with pytest.raises(StatsInputError, match=r"^ref_words holds 1 negative value\(s\) \(first at row 1: -3.0\)"):
+        stats.pooled_wer(errors=[1, 2], ref_words=[1, -3])
+    with pytest.raises(StatsInputError, match=r"^errors holds 1 NaN or infinite value\(s\) \(first at row 0\)"):
+        stats.mean_utterance_wer(errors=[np.inf, 2], ref_words=[1, 3])
+    with pytest.raises(StatsInputError, match=r"^ref_words holds 1 negative"):
+        stats.mean_utterance_wer(errors=[1, 2], ref_words=[1, -3])
+    with pytest.raises(StatsInputError, match=r"^ref_words has 1 values but errors has 2; pass one value per utterance row$"):
+        stats.mean_utterance_wer(errors=[1, 2], ref_words=[1])
+    assert math.isnan(stats.mean_utterance_wer(errors=[1.0], ref_words=[0.0]))
+
+
+def test_cluster_labels_keep_numeric_speakers_and_name_a_length_mismatch():
+    # Speaker ids read from a table are often numbers, with NaN where missing.
+    labels = stats.cluster_labels(speakers=[7, 8.5, np.nan], utterance_ids=[1, 2, 3])
+    assert labels.tolist() == [7, 8.5, "utterance:3"]
+    with pytest.raises(StatsInputError, match=r"^utterance_ids has 2 values but speakers has 3; pass one value per utterance row$"):
+        stats.cluster_labels(speakers=["a", "b", "c"], utterance_ids=["u1", "u2"])
+
+
+def test_nested_looks_only_at_the_included_slices():
+    # Speaker s1 is in slices x and y; s2 only in y; s3 only in z.
+    grouped = stats.slice_cells(errors=[1, 2, 3, 4], ref_words=[9, 9, 9, 9], clusters=["s1", "s1", "s2", "s3"], slices=["x", "y", "y", "z"])
+    assert grouped.nested() is False
+    assert grouped.nested(np.array([True, False, True])) is True and grouped.nested(np.array([True, True, False])) is False
+    assert stats.slice_cells(errors=[1, 2], ref_words=[9, 9], clusters=["s1", "s2"], slices=["x", "y"]).nested() is True
+
+
+def test_cluster_totals_have_one_entry_per_named_cluster():
+    # Cells of a subset of rows, with every cluster named (as discovery builds them): absent clusters total 0.
+    grouped = stats.cells_from_codes(np.array([1.0, 2.0, 3.0]), np.array([10.0, 20.0, 30.0]), np.array([0, 0, 1]), np.array(["a", "b", "c", "d"], dtype=object), np.array([0, 0, 0]), ("all",))
+    errors, words = stats.cluster_totals(grouped)
+    assert errors.tolist() == [3.0, 3.0, 0.0, 0.0] and words.tolist() == [30.0, 30.0, 0.0, 0.0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Intervals of one rate
+
+
+def log_interval(errors, words, confidence=0.95):
+    rate, variance, df = cr3(errors, words)
+    spread = scipy_stats.t.ppf(0.5 + confidence / 2, df) * math.sqrt(variance) / rate
+    centre = rate * math.exp(variance / (2 * rate**2))
+    return centre * math.exp(-spread), centre * math.exp(spread)
+
+
+def test_ratio_interval_fields_and_input_checks():
+    interval = stats.ratio_interval(cluster_errors=A_ERRORS, cluster_words=A_WORDS, confidence=0.9)
+    lower, upper = log_interval(A_ERRORS, A_WORDS, 0.9)
+    assert (interval.lower, interval.upper) == (pytest.approx(lower, rel=1e-12), pytest.approx(upper, rel=1e-12))
+    assert interval.confidence == 0.9 and interval.method == "cr3_bell_mccaffrey_t_log" and not interval.omitted
+    message = r"^cluster_errors and cluster_words must be one-dimensional and of equal length; got \(2, 2\) and \(2, 2\)$"
+    with pytest.raises(StatsInputError, match=message):
+        stats.ratio_interval(cluster_errors=[[1, 2], [3, 4]], cluster_words=[[5, 6], [7, 8]])
+    with pytest.raises(StatsInputError, match=r"got \(2,\) and \(3,\)$"):
+        stats.ratio_interval(cluster_errors=[1, 2], cluster_words=[5, 6, 7])
+
+
+def test_integer_counts_beyond_32_bits_do_not_overflow():
+    big = np.array([2**32, 2**32, 2**33], dtype=np.int64)
+    assert stats.effective_speakers(big) == pytest.approx(16 / 6)
+    interval = stats.ratio_interval(cluster_errors=big // 8, cluster_words=big)
+    assert interval.estimate == pytest.approx(1 / 8)
+
+
+def test_effective_speakers_edge_cases():
+    assert stats.effective_speakers([0, 0]) == 0.0 and stats.effective_speakers([]) == 0.0
+    assert stats.effective_speakers([1]) == 1.0 and stats.effective_speakers([3, 1]) == pytest.approx(16 / 10)
+
+
+def test_t_p_values_match_scipy():
+    statistic, df = np.array([-2.5, 0.0, 1.7, 3.2]), np.array([3.0, 7.5, 12.0, 40.0])
+    assert stats._intervals.t_two_sided_p(statistic, df) == pytest.approx(2 * scipy_stats.t.sf(np.abs(statistic), df), rel=1e-10)
+    assert stats._intervals.t_upper_p(statistic, df) == pytest.approx(scipy_stats.t.sf(statistic, df), rel=1e-10)
+
+
+def test_slice_intervals_as_a_frame():
+    errors, words, speakers, labels = two_slices()
+    result = stats.slice_intervals(stats.slice_cells(errors=errors, ref_words=words, clusters=speakers, slices=labels), StatsOptions(min_speakers=5, min_words=100))
+    frame = result.to_frame()
+    assert frame.columns.tolist() == ["slice", "wer", "lower", "upper", "errors", "ref_words", "n_speakers", "n_effective_speakers", "n_utterances", "small"]
+    assert frame["slice"].tolist() == ["a", "b"] and frame["errors"].tolist() == [19.0, 16.0] and frame["ref_words"].tolist() == [130.0, 130.0]
+    assert frame["n_speakers"].tolist() == [5, 6] and frame["n_utterances"].tolist() == [10, 12]
+    assert frame["small"].tolist() == [True, False]  # a has 4.4 effective speakers, b 5.5
+    assert frame["wer"].tolist() == pytest.approx([19 / 130, 16 / 130])
+    assert math.isnan(frame["lower"][0]) and frame["lower"][1] == pytest.approx(log_interval(B_ERRORS, B_WORDS)[0], rel=1e-12)
+    assert frame["upper"][1] == pytest.approx(log_interval(B_ERRORS, B_WORDS)[1], rel=1e-12)
+    assert frame["n_effective_speakers"].tolist() == pytest.approx([130**2 / sum(w * w for w in A_WORDS), 130**2 / sum(w * w for w in B_WORDS)])
+
+
+# --------------------------------------------------------------------------------------------------
+# Gaps and ratios to the overall rate
+
+
+def gaps_by_hand(cell_rows, totals, confidence=0.95):
+    """cell_rows: {slice: [(cluster, errors, words), ...]}; totals: {cluster: (errors, words)} of the population."""
+    total_e = sum(e for e, _ in totals.values())
+    total_w = sum(w for _, w in totals.values())
+    overall = total_e / total_w
+    q = {c: (e - overall * w) / total_w for c, (e, w) in totals.items()}
+    out = {}
+    for label, rows in cell_rows.items():
+        inside = {c for c, _, _ in rows}
+        rate, _, df = cr3([e for _, e, _ in rows], [w for _, _, w in rows])
+        slice_w = sum(w for _, _, w in rows)
+        gap_var = sum(q[c] ** 2 for c in totals if c not in inside)
+        log_var = gap_var / overall**2
+        for c, e, w in rows:
+            p = (e - rate * w) / slice_w
+            keep = (1 - w / slice_w) ** 2
+            gap_var += (p - q[c]) ** 2 / keep
+            log_var += (p / rate - q[c] / overall) ** 2 / keep
+        t = scipy_stats.t.ppf(0.5 + confidence / 2, df)
+        out[label] = dict(gap=rate - overall, ratio=rate / overall, df=df)
+        if gap_var > 1e-20:  # a slice that is the whole population has no gap and no spread of it
+            se, log_se = math.sqrt(gap_var), math.sqrt(log_var)
+            out[label].update(
+                gap_lower=rate - overall - t * se, gap_upper=rate - overall + t * se,
+                ratio_lower=rate / overall * math.exp(-t * log_se), ratio_upper=rate / overall * math.exp(t * log_se),
+                statistic=(rate - overall) / se, p_worse=scipy_stats.t.sf((rate - overall) / se, df),
+            )
+    return out
+
+
+def assert_gaps(result, expected):
+    for k, label in enumerate(result.slices):
+        for name, value in expected[label].items():
+            got = result.degrees_of_freedom[k] if name == "df" else getattr(result, name)[k]
+            assert got == pytest.approx(value, rel=1e-9, abs=1e-15), (label, name)
+    for name in ("gap", "gap_lower", "gap_upper", "ratio", "ratio_lower", "ratio_upper", "statistic", "p_worse"):
+        assert getattr(result, name).dtype == np.float64, name
+
+
+def test_gaps_to_overall_every_field_by_hand():
+    errors, words, speakers, labels = two_slices()
+    result = stats.gaps_to_overall(stats.slice_cells(errors=errors, ref_words=words, clusters=speakers, slices=labels), StatsOptions(confidence=0.9))
+    cell_rows = {"a": [(f"a{i}", e, w) for i, (e, w) in enumerate(zip(A_ERRORS, A_WORDS))], "b": [(f"b{i}", e, w) for i, (e, w) in enumerate(zip(B_ERRORS, B_WORDS))]}
+    totals = {c: (e, w) for rows in cell_rows.values() for c, e, w in rows}
+    assert_gaps(result, gaps_by_hand(cell_rows, totals, 0.9))
+
+
+def test_gaps_of_overlapping_slices_use_the_population_totals():
+    # Slice "hi" is speakers 0-3, slice "all" every speaker: they overlap, so pass the population's totals.
+    e = np.array([4.0, 6, 5, 3, 1, 0, 2, 1])
+    w = np.array([20.0, 25, 22, 18, 30, 15, 28, 24])
+    clusters = np.concatenate([np.arange(4), np.arange(8)])
+    grouped = stats.cells_from_codes(np.concatenate([e[:4], e]), np.concatenate([w[:4], w]), clusters, np.arange(8), np.array([1] * 4 + [0] * 8), ("all", "hi"))
+    result = stats.gaps_to_overall(grouped, StatsOptions(), overall_errors=e, overall_words=w)
+    totals = {c: (e[c], w[c]) for c in range(8)}
+    expected = gaps_by_hand({"all": [(c, e[c], w[c]) for c in range(8)], "hi": [(c, e[c], w[c]) for c in range(4)]}, totals)
+    assert_gaps(result, expected)
+    assert result.gap[0] == pytest.approx(0) and result.gap[1] > 0
+    # Given only one of the two totals, both come from the cells (here: double-counting speakers 0-3).
+    from_cells = stats.gaps_to_overall(grouped, StatsOptions())
+    assert from_cells.gap[1] != pytest.approx(result.gap[1])
+    for one in (dict(overall_errors=e), dict(overall_words=w)):
+        partial = stats.gaps_to_overall(grouped, StatsOptions(), **one)
+        assert partial.gap.tolist() == pytest.approx(from_cells.gap.tolist())
+
+
+def test_gaps_with_no_spread_a_zero_rate_or_one_speaker():
+    # Slice "same": every speaker at the overall rate (no spread, gap 0); "zero": no errors; "one": one speaker.
+    e = np.array([1.0, 2.0, 0.0, 0.0, 7.0, 4.0, 1.0])
+    w = np.array([10.0, 20.0, 10.0, 20.0, 30.0, 30.0, 30.0])
+    grouped = stats.slice_cells(errors=e, ref_words=w, clusters=[f"s{i}" for i in range(7)], slices=["same", "same", "zero", "zero", "x", "x", "one"])
+    result = stats.gaps_to_overall(grouped, StatsOptions())
+    overall = e.sum() / w.sum()
+    assert overall == pytest.approx(0.1)
+    one, same, x, zero = (result.slices.index(label) for label in ("one", "same", "x", "zero"))
+    assert result.gap[same] == pytest.approx(0) and result.ratio[same] == pytest.approx(1)
+    assert result.gap[zero] == pytest.approx(-0.1) and result.ratio[zero] == 0 and result.ratio_lower[zero] == 0
+    assert result.p_worse[zero] > 0.5 and result.statistic[zero] < 0
+    assert result.gap[one] == pytest.approx(1 / 30 - 0.1)
+    for name in ("gap_lower", "gap_upper", "ratio_lower", "ratio_upper", "p_worse"):
+        assert math.isnan(getattr(result, name)[one]), name
+    assert result.degrees_of_freedom[one] != result.degrees_of_freedom[one]
+
+
+def test_gap_statistic_is_zero_when_nothing_varies():
+    # Every speaker at the same rate in one slice of the whole population: gap 0 with variance 0.
+    grouped = stats.slice_cells(errors=[1, 2, 3], ref_words=[10, 20, 30], clusters=["a", "b", "c"])
+    result = stats.gaps_to_overall(grouped, StatsOptions())
+    assert result.gap[0] == 0 and result.statistic[0] == 0 and result.p_worse[0] == pytest.approx(0.5)
+    assert result.gap_lower[0] == 0 and result.gap_upper[0] == 0
+
+
+def test_gaps_when_there_are_no_words():
+    grouped = stats.slice_cells(errors=[0, 0], ref_words=[0, 0], clusters=["a", "b"])
+    result = stats.gaps_to_overall(grouped, StatsOptions())
+    assert math.isnan(result.gap[0]) and math.isnan(result.ratio[0])
+
+
+# --------------------------------------------------------------------------------------------------
+# Did the worst-best gap change between two runs
+
+
+def two_runs(rates_a, rates_b, n_speakers=12):
+    """Two runs over the same speakers of len(rates) slices, each speaker with 20 + 2i words."""
+    out = []
+    for rates in (rates_a, rates_b):
+        e, w, s, labels = [], [], [], []
+        for k, rate in enumerate(rates):
+            for i in range(n_speakers):
+                words = 20 + 2 * i
+                e.append(round(rate * words) + (i % 3) - 1 if rate else 0)
+                w.append(words)
+                s.append(f"{k}-{i}")
+                labels.append(f"g{k}")
+        out.append((np.maximum(np.array(e, float), 0), np.array(w, float), s, labels))
+    return out
+
+
+def gap_by_hand(e, w, s, labels, index, level):
+    bounds, rates = [], []
+    for k in index:
+        rows = [i for i, label in enumerate(labels) if label == f"g{k}"]
+        bounds.append(log_interval([e[i] for i in rows], [w[i] for i in rows], level))
+        rates.append(sum(e[i] for i in rows) / sum(w[i] for i in rows))
+    lows, highs = [b[0] for b in bounds], [b[1] for b in bounds]
+    return max(rates) - min(rates), max(0.0, max(lows) - min(highs)), max(highs) - min(lows)
+
+
+@pytest.mark.parametrize(("rates_a", "rates_b", "verdict"), [
+    ([0.1, 0.4, 0.2], [0.2, 0.2, 0.25], "shrank"),
+    ([0.2, 0.2, 0.25], [0.1, 0.4, 0.2], "grew"),
+    ([0.1, 0.3, 0.2], [0.12, 0.3, 0.2], "inconclusive"),
+])
+def test_gap_change_by_hand(rates_a, rates_b, verdict):
+    options = StatsOptions(confidence=0.9)
+    runs = two_runs(rates_a, rates_b)
+    intervals = [stats.slice_intervals(stats.slice_cells(errors=e, ref_words=w, clusters=s, slices=labels), options) for e, w, s, labels in runs]
+    eligible = [1, 1, 1]  # any truthy mask
+    result = stats.gap_change(intervals[0], intervals[1], eligible, options)
+    level = 0.9 ** (1 / 6)
+    assert result.simultaneous_confidence == pytest.approx(level) and result.verdict == verdict
+    (est_a, lo_a, hi_a), (est_b, lo_b, hi_b) = (gap_by_hand(*run, range(3), level) for run in runs)
+    for interval, (est, lo, hi) in ((result.gap_a, (est_a, lo_a, hi_a)), (result.gap_b, (est_b, lo_b, hi_b))):
+        assert (interval.estimate, interval.lower, interval.upper) == (pytest.approx(est), pytest.approx(lo, abs=1e-12), pytest.approx(hi))
+        assert interval.confidence == 0.9 and interval.method == "sidak_simultaneous_cr3_t_log"
+    change = result.change
+    assert (change.estimate, change.lower, change.upper) == (pytest.approx(est_b - est_a), pytest.approx(lo_b - hi_a), pytest.approx(hi_b - lo_a))
+    assert change.confidence == 0.9 and change.method == "sidak_simultaneous_cr3_t_log"
+
+
+def test_gap_change_uses_only_the_eligible_slices_even_when_flagged_small():
+    options = StatsOptions(min_words=10_000)  # every slice small: the caller's mask decides, not the flag
+    runs = two_runs([0.1, 0.4, 0.2], [0.2, 0.2, 0.25])
+    intervals = [stats.slice_intervals(stats.slice_cells(errors=e, ref_words=w, clusters=s, slices=labels), options) for e, w, s, labels in runs]
+    result = stats.gap_change(intervals[0], intervals[1], np.array([True, False, True]), options)
+    level = 0.95 ** (1 / 4)
+    assert result.simultaneous_confidence == pytest.approx(level)
+    assert result.gap_a.upper == pytest.approx(gap_by_hand(*runs[0], [0, 2], level)[2])
+    assert result.gap_b.estimate == pytest.approx(0.05, abs=0.01) and result.verdict is not None
+
+
+def test_gap_change_without_two_slices_or_without_intervals():
+    options = StatsOptions()
+    runs = two_runs([0.1, 0.4], [0.2, 0.2])
+    intervals = [stats.slice_intervals(stats.slice_cells(errors=e, ref_words=w, clusters=s, slices=labels), options) for e, w, s, labels in runs]
+    one = stats.gap_change(intervals[0], intervals[1], np.array([True, False]), options)
+    assert one.verdict is None and one.simultaneous_confidence == pytest.approx(0.95 ** 0.5)
+    for interval in (one.gap_a, one.gap_b, one.change):
+        assert math.isnan(interval.estimate) and interval.omitted and interval.confidence == 0.95 and interval.method == "sidak_simultaneous_cr3_t_log"
+    none = stats.gap_change(intervals[0], intervals[1], np.array([False, False]), options)
+    assert none.simultaneous_confidence == 0.95 and none.verdict is None
+    # Run B has a slice of one speaker: its interval, and so the change, cannot be bounded.
+    e, w, s, labels = runs[1]
+    single = stats.slice_intervals(stats.slice_cells(errors=e[:13], ref_words=w[:13], clusters=s[:13], slices=labels[:13]), options)
+    first = stats.slice_intervals(stats.slice_cells(errors=runs[0][0][:13], ref_words=runs[0][1][:13], clusters=runs[0][2][:13], slices=runs[0][3][:13]), options)
+    unbounded = stats.gap_change(first, single, np.array([True, True]), options)
+    assert unbounded.verdict is None and math.isnan(unbounded.change.upper)
+
+
+# --------------------------------------------------------------------------------------------------
+# Resampling
+
+
+def test_exact_assignments_come_in_chunks_and_cover_every_assignment(monkeypatch):
+    labels = np.array([0, 0, 1, 1, 1, 2])
+    expected = {p for p in itertools.permutations(labels.tolist())}
+    assert len(expected) == 60 == stats._resampling.n_assignments(labels)
+    for cells_per_chunk, rows in ((6, 1), (12, 2), (13, 2), (100, 16)):
+        monkeypatch.setattr(stats._resampling, "CELLS_PER_CHUNK", cells_per_chunk)
+        chunks = list(stats._resampling.exact_assignments(labels))
+        sizes = [chunk.shape[0] for chunk in chunks]
+        assert sizes == [rows] * (60 // rows) + ([60 % rows] if 60 % rows else []), cells_per_chunk
+        assert {tuple(row) for chunk in chunks for row in chunk.tolist()} == expected
+
+
+def test_bootstrap_counts_are_multinomial_draws_of_every_speaker():
+    rng = np.random.default_rng(0)
+    counts = np.concatenate(list(stats._resampling.bootstrap_counts(5, 20_000, rng)))
+    assert counts.shape == (20_000, 5) and counts.dtype == np.float64
+    assert (counts.sum(axis=1) == 5).all()
+    # Each speaker is left out with probability (4/5)^5 = 0.328 and drawn once on average.
+    assert (counts == 0).mean(axis=0) == pytest.approx([0.8**5] * 5, abs=0.015)
+    assert counts.mean(axis=0) == pytest.approx([1.0] * 5, abs=0.03)

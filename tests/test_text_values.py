@@ -1,0 +1,36 @@
+"""Scoring and normaliser details a mutation run showed untested: every alignment kind, the error for an
+unknown normaliser with and without a suggestion, and the provenance string of each normaliser."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+import pytest
+
+from harness.errors import ConfigError
+from harness.normalize import NORMALIZERS, get_normalizer, normalizer_version
+from harness.scoring import alignment
+
+
+def test_alignment_lists_deletions_substitutions_and_insertions_in_order():
+    assert alignment("the cat sat on the mat", "cat sat on a mat today") == [
+        ("delete", "the", None), ("equal", "cat", "cat"), ("equal", "sat", "sat"), ("equal", "on", "on"),
+        ("substitute", "the", "a"), ("equal", "mat", "mat"), ("insert", None, "today"),
+    ]
+    assert alignment("one two three", "") == [("delete", "one", None), ("delete", "two", None), ("delete", "three", None)]
+
+
+def test_unknown_normaliser_message_lists_every_choice():
+    choices = "none, basic, basic-fold-diacritics, ascii, whisper-english"
+    assert ", ".join(NORMALIZERS) == choices
+    with pytest.raises(ConfigError) as raised:
+        get_normalizer("zzzz")
+    assert str(raised.value) == f"unknown normaliser 'zzzz'. Choose one of: {choices}."
+    with pytest.raises(ConfigError) as raised:
+        get_normalizer("asci")
+    assert str(raised.value) == f"unknown normaliser 'asci'. Did you mean 'ascii'? Choose one of: {choices}."
+
+
+def test_normalizer_version_names_what_produced_the_text():
+    assert normalizer_version("whisper-english") == f"whisper-normalizer {version('whisper-normalizer')}"
+    assert normalizer_version("basic") == "asrfair basic" and normalizer_version("ascii") == "asrfair ascii"
