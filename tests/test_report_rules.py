@@ -15,6 +15,8 @@ import json
 import math
 import re
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from harness.backends import load_backend
@@ -291,3 +293,246 @@ def test_script_in_matplotlib_svg_is_dropped(inject):
     tainted = inject(matplotlib_svg())
     assert _has_script(tainted)  # the injection is really there
     assert not _has_script(inline_svg(tainted))
+
+
+# --------------------------------------------------------------------------------------------------
+# The slice table, field by field, against a computation written here from the definitions.
+
+
+def results_frame(seed=3):
+    """Results as the report reads them: accent a (12 speakers), b (10), c (3: small), none (9); gender per
+    speaker, missing for some; a few failed rows and a few references that normalised to no words."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    groups = [("a", 12, 0.10), ("b", 10, 0.25), ("c", 3, 0.05), (None, 9, 0.30)]
+    speaker = 0
+    for accent, n, rate in groups:
+        for _ in range(n):
+            gender = [None, "f", "m"][speaker % 3] if speaker % 4 else "f"
+            for u in range(int(rng.integers(2, 5))):
+                words = int(rng.integers(5, 21))
+                subs, dels = int(rng.binomial(words, rate * 0.6)), int(rng.binomial(words, rate * 0.3))
+                subs = min(subs, words)
+                dels = min(dels, words - subs)
+                ins = int(rng.binomial(3, rate))
+                chars = 5 * words
+                rows.append(dict(
+                    utterance_id=f"u{len(rows)}", status="ok", cluster=f"s{speaker}", accent=accent, gender=gender,
+                    ref_words=words, substitutions=subs, deletions=dels, insertions=ins, hits=words - subs - dels, errors=subs + dels + ins,
+                    ref_chars=chars, char_errors=int(rng.binomial(chars, rate * 0.5)),
+                ))
+            speaker += 1
+    for i in (4, 40, 77):  # failed: no counts
+        rows[i] = {**rows[i], "status": "failed", **{k: 0 for k in ("ref_words", "substitutions", "deletions", "insertions", "hits", "errors", "ref_chars", "char_errors")}}
+    for i in (10, 60):  # a reference that normalised to no words: its insertions still count
+        rows[i] = {**rows[i], "ref_words": 0, "substitutions": 0, "deletions": 0, "hits": 0, "insertions": 2, "errors": 2, "ref_chars": 0, "char_errors": 2}
+    frame = pd.DataFrame(rows)
+    for name in ("accent", "gender"):
+        frame[name] = frame[name].astype("string")
+    return frame
+
+
+def reference_log_bounds(errors, words, confidence):
+    from tests.test_stats_values import log_interval
+
+    return log_interval(errors, words, confidence)
+
+
+def expected_table(frame, dims, options, *, errors="errors", units="ref_words"):
+    with np.errstate(all="ignore"):  # slices of one speaker have no spread: NaN, as in the report
+        return _expected_table(frame, dims, options, errors=errors, units=units)
+
+
+def _expected_table(frame, dims, options, *, errors, units):
+    from tests.test_stats_values import gaps_by_hand
+
+    ok = frame[frame["status"] == "ok"]
+    totals = {c: (g[errors].sum(), g[units].sum()) for c, g in ok.groupby("cluster")}
+    rows, disparities = [], []
+    for dim in dims:
+        labels = frame[list(dim)].astype(object).where(frame[list(dim)].notna(), NOT_GIVEN).astype(str)
+        key = labels.apply(tuple, axis=1)
+        info = {}
+        for k in sorted(set(key)):
+            part = frame[key == k]
+            good = part[part["status"] == "ok"]
+            per_speaker = good.groupby("cluster")[[errors, units]].sum()
+            e, w = per_speaker[errors].to_numpy(float), per_speaker[units].to_numpy(float)
+            effective = w.sum() ** 2 / (w**2).sum() if (w**2).sum() else 0.0
+            small = effective < options.min_speakers - 1e-9 or w.sum() < options.min_words
+            info[k] = dict(part=part, good=good, e=e, w=w, cells=[(c, per_speaker.loc[c, errors], per_speaker.loc[c, units]) for c in per_speaker.index],
+                           effective=effective, small=small, rate=e.sum() / w.sum() if w.sum() else float("nan"), speakers=len(w))
+        eligible = [k for k, v in info.items() if NOT_GIVEN not in k and not v["small"] and v["speakers"] >= 2]
+        level = options.confidence ** (1 / max(len(eligible), 1))
+        bounds = {k: reference_log_bounds(info[k]["e"], info[k]["w"], level) for k in eligible}
+        best = min(eligible, key=lambda k: info[k]["rate"]) if len(eligible) >= 2 else None
+        gaps = gaps_by_hand({k: v["cells"] for k, v in info.items()}, totals, options.confidence)
+        for k, v in info.items():
+            good, part = v["good"], v["part"]
+            sums = {name: int(good[name].sum()) for name in ("errors", "substitutions", "deletions", "insertions", "ref_words", "ref_chars", "char_errors")}
+            row = dict(
+                dimension="×".join(dim), by=dict(zip(dim, k)), n_utterances=len(good), n_speakers=good["cluster"].nunique(),
+                n_failed=int((part["status"] != "ok").sum()), n_empty_reference=int((good["ref_words"] == 0).sum()), **sums,
+                wer=sums["errors"] / sums["ref_words"], substitution_rate=sums["substitutions"] / sums["ref_words"],
+                deletion_rate=sums["deletions"] / sums["ref_words"], insertion_rate=sums["insertions"] / sums["ref_words"],
+                cer=sums["char_errors"] / sums["ref_chars"],
+                mean_utterance_wer=float(np.mean([r.errors / r.ref_words for r in good.itertuples() if r.ref_words > 0])),
+                n_effective_speakers=round(v["effective"], 2), small=v["small"],
+            )
+            name = options.metric
+            low, high = reference_log_bounds(v["e"], v["w"], options.confidence) if not v["small"] else (None, None)
+            row[f"{name}_ci_low"], row[f"{name}_ci_high"] = low, high
+            ranked = best is not None and k in eligible
+            lows, highs = [bounds[j][0] for j in eligible], [bounds[j][1] for j in eligible]
+            row["gap_to_best"] = v["rate"] - info[best]["rate"] if ranked else None
+            row["gap_to_best_ci_low"] = max(0.0, bounds[k][0] - min(highs)) if ranked else None
+            row["gap_to_best_ci_high"] = bounds[k][1] - min(lows) if ranked else None
+            row["ratio_to_best"] = v["rate"] / info[best]["rate"] if ranked else None
+            row["ratio_to_best_ci_low"] = max(1.0, bounds[k][0] / min(highs)) if ranked else None
+            row["ratio_to_best_ci_high"] = bounds[k][1] / min(lows) if ranked else None
+            g = gaps[k]
+            row["gap_to_overall"], row["ratio_to_overall"] = g["gap"], g["ratio"]
+            for field in ("gap_to_overall", "ratio_to_overall"):
+                prefix = field.split("_")[0]
+                row[f"{field}_ci_low"] = None if v["small"] else g[f"{prefix}_lower"]
+                row[f"{field}_ci_high"] = None if v["small"] else g[f"{prefix}_upper"]
+            rows.append(row)
+        if best is not None:
+            worst = max(eligible, key=lambda k: info[k]["rate"])
+            lows, highs = [bounds[j][0] for j in eligible], [bounds[j][1] for j in eligible]
+            disparities.append(dict(
+                dimension=dim, worst=dict(zip(dim, worst)), best=dict(zip(dim, best)), slices_compared=len(eligible), simultaneous_confidence=level,
+                worst_minus_best=dict(estimate=info[worst]["rate"] - info[best]["rate"], ci_low=max(0.0, max(lows) - min(highs)), ci_high=max(highs) - min(lows)),
+                worst_to_best_ratio=dict(estimate=info[worst]["rate"] / info[best]["rate"], ci_low=max(1.0, max(lows) / min(highs)), ci_high=max(highs) / min(lows)),
+                eligible=eligible,
+            ))
+        else:
+            disparities.append(dict(dimension=dim, worst=None, best=None, slices_compared=len(eligible), simultaneous_confidence=None))
+    return rows, disparities
+
+
+def assert_same(got, expected, where):
+    if expected is None or isinstance(expected, (str, bool, dict, tuple)):
+        assert got == expected, where
+    else:
+        assert got == pytest.approx(expected, rel=1e-9), where
+
+
+@pytest.mark.parametrize("metric", ["wer", "cer"])
+def test_slice_table_field_by_field(metric):
+    from harness.report.slices import SliceOptions, build_slice_table, dimensions
+
+    frame = results_frame()
+    options = SliceOptions(by=("accent", "gender"), cross=True, metric=metric, n_resamples=200, min_speakers=4)
+    assert dimensions(options) == [("accent",), ("gender",), ("accent", "gender")]
+    table = build_slice_table(frame, options)
+    errors, units = ("errors", "ref_words") if metric == "wer" else ("char_errors", "ref_chars")
+    rows, disparities = expected_table(frame, dimensions(options), options, errors=errors, units=units)
+    assert table.metric == metric
+    assert [(r["dimension"], r["by"]) for r in table.slices] == [(r["dimension"], r["by"]) for r in rows]
+    for got, expected in zip(table.slices, rows, strict=True):
+        assert set(expected) <= set(got)
+        for name, value in expected.items():
+            assert_same(got[name], value, (expected["by"], name))
+    # The overall row: every ok row, one slice.
+    ok = frame[frame["status"] == "ok"]
+    overall = table.overall
+    assert (overall["n_utterances"], overall["n_failed"], overall["n_empty_reference"]) == (len(ok), 3, 2)
+    assert overall["errors"] == ok["errors"].sum() and overall["wer"] == pytest.approx(ok["errors"].sum() / ok["ref_words"].sum())
+    per_speaker = ok.groupby("cluster")[[errors, units]].sum()
+    low, high = reference_log_bounds(per_speaker[errors], per_speaker[units], 0.95)
+    assert overall[f"{metric}_ci_low"] == pytest.approx(low, rel=1e-9) and overall[f"{metric}_ci_high"] == pytest.approx(high, rel=1e-9)
+    assert overall["small"] is False and overall["n_effective_speakers"] == pytest.approx(round(per_speaker[units].sum() ** 2 / (per_speaker[units] ** 2).sum(), 2))
+    # Disparities: the ranked slices, their range, the test of equal rates and its Holm adjustment over the dimensions.
+    assert len(table.disparities) == len(disparities)
+    raw = []
+    for got, expected in zip(table.disparities, disparities, strict=True):
+        assert got.dimension == expected["dimension"] and got.slices_compared == expected["slices_compared"]
+        assert got.worst == expected["worst"] and got.best == expected["best"]
+        if expected["best"] is None:
+            assert got.equal_wer_test is None and got.simultaneous_confidence is None and got.disparity_detected is False
+            raw.append(np.nan)
+            continue
+        assert got.simultaneous_confidence == pytest.approx(expected["simultaneous_confidence"])
+        for name in ("worst_minus_best", "worst_to_best_ratio"):
+            for part in ("estimate", "ci_low", "ci_high"):
+                assert getattr(got, name)[part] == pytest.approx(expected[name][part], rel=1e-9), (name, part)
+        test = got.equal_wer_test
+        assert test["n_slices"] == len(expected["eligible"])
+        assert set(test) == {"method", "statistic", "p_value", "p_value_holm", "n_resamples", "monte_carlo_se", "n_slices", "n_speakers"}
+        assert test["n_speakers"] == ok[ok[list(got.dimension)].astype(object).where(ok[list(got.dimension)].notna(), NOT_GIVEN).astype(str).apply(tuple, axis=1).isin(expected["eligible"])]["cluster"].nunique()
+        assert test["n_resamples"] >= 2000 * len(disparities) or test["method"].startswith("exact")
+        raw.append(test["p_value"])
+    finite = sorted((p, i) for i, p in enumerate(raw) if np.isfinite(p))
+    holm, running = {}, 0.0
+    for rank, (p, i) in enumerate(finite):
+        running = max(running, min(1.0, (len(finite) - rank) * p))
+        holm[i] = running
+    for i, got in enumerate(table.disparities):
+        if got.equal_wer_test is not None:
+            assert got.equal_wer_test["p_value_holm"] == pytest.approx(holm[i])
+            assert got.disparity_detected == (holm[i] < 0.05)
+
+
+def test_slice_table_detects_a_disparity_only_when_the_adjusted_test_rejects():
+    from harness.report.slices import SliceOptions, build_slice_table
+
+    frame = results_frame()
+    table = build_slice_table(frame, SliceOptions(by=("accent",), min_speakers=4, n_resamples=500))
+    found = table.disparities[0]
+    assert found.equal_wer_test["p_value"] < 0.05 and found.disparity_detected is True  # a 10% against b 25%
+    assert found.equal_wer_test["p_value_holm"] == found.equal_wer_test["p_value"]  # one dimension: nothing to adjust
+
+
+def test_disparity_is_detected_strictly_below_alpha_after_holm():
+    from harness.report.slices import SliceOptions, _dimension_disparities
+    from harness.stats import Disparity, EqualityTest, Interval, SliceMeasure
+
+    def found(p_value):
+        interval = Interval(estimate=0.1, lower=0.0, upper=0.2, confidence=0.75, method="m")
+        measure = SliceMeasure(slices=("x", "y"), estimate=np.zeros(2), lower=np.zeros(2), upper=np.zeros(2))
+        test = None if p_value is None else EqualityTest(method="m", statistic=3.0, p_value=p_value, n_resamples=100, monte_carlo_se=None, n_slices=2, n_speakers=20)
+        return Disparity(
+            slices_compared=("x", "y"), worst_slice="y", best_slice="x", worst_to_best_ratio=interval, worst_minus_best=interval,
+            gap_to_best=measure, ratio_to_best=measure, equal_wer_test=test, simultaneous_confidence=0.9, alpha=0.25,
+        )
+
+    options = SliceOptions(confidence=0.75)  # alpha exactly 0.25
+    at, below, none = _dimension_disparities([(("a",), found(0.25)), (("b",), found(0.1)), (("c",), found(None))], options)
+    # Holm over the two tests: 0.1 * 2 = 0.2, then max(0.2, 0.25) = 0.25.
+    assert (below.equal_wer_test["p_value_holm"], at.equal_wer_test["p_value_holm"]) == (pytest.approx(0.2), pytest.approx(0.25))
+    assert below.disparity_detected is True and at.disparity_detected is False
+    assert none.equal_wer_test is None and none.disparity_detected is False and none.simultaneous_confidence is None
+    assert at.simultaneous_confidence == 0.9 and at.worst == {"a": "y"} and at.best == {"a": "x"} and at.slices_compared == 2
+    assert at.worst_minus_best == {"estimate": 0.1, "ci_low": 0.0, "ci_high": 0.2}
+    assert at.equal_wer_test == {
+        "method": "m", "statistic": 3.0, "p_value": 0.25, "p_value_holm": pytest.approx(0.25), "n_resamples": 100, "monte_carlo_se": None,
+        "n_slices": 2, "n_speakers": 20,
+    }
+
+
+def test_slice_table_labels_snr_and_handles_no_scored_rows():
+    from harness.report.slices import SliceOptions, build_slice_table
+
+    frame = results_frame()
+    frame["snr_db"] = np.where(np.arange(len(frame)) % 3 == 0, np.nan, np.where(np.arange(len(frame)) % 3 == 1, 5.0, 12.5))
+    table = build_slice_table(frame, SliceOptions(by=("snr_db",), min_speakers=1, min_words=1, n_resamples=200))
+    assert [row["by"]["snr_db"] for row in table.slices] == ["12.5 dB", "5 dB", "clean"]
+    assert sum(row["n_utterances"] for row in table.slices) == (frame["status"] == "ok").sum()
+    failed = frame.assign(status="failed")
+    empty = build_slice_table(failed, SliceOptions(by=("accent",), n_resamples=200))
+    assert empty.overall["n_utterances"] == 0 and empty.overall["n_failed"] == len(frame) and empty.overall["mean_utterance_wer"] is None
+    assert (empty.overall["n_effective_speakers"], empty.overall["small"], empty.overall["wer_ci_low"], empty.overall["wer_ci_high"]) == (0.0, True, None, None)
+    assert empty.disparities == [] and empty.overall["wer"] is None
+    for row in empty.slices:
+        assert (row["small"], row["n_effective_speakers"], row["wer_ci_low"], row["gap_to_best"], row["gap_to_overall"]) == (True, 0.0, None, None, None)
+        assert row["n_failed"] == row["n_utterances"] + row["n_failed"] > 0
+
+
+def test_unknown_metric_is_refused_with_the_choices():
+    from harness.report.slices import SliceOptions
+    from harness.stats import StatsInputError
+
+    with pytest.raises(StatsInputError) as raised:
+        SliceOptions(metric="ter")
+    assert str(raised.value) == "metric 'ter' is not one of wer, cer; use wer (word error rate) or cer (character error rate, for scripts written without spaces)"
