@@ -538,3 +538,363 @@ def test_bootstrap_counts_are_multinomial_draws_of_every_speaker():
     # Each speaker is left out with probability (4/5)^5 = 0.328 and drawn once on average.
     assert (counts == 0).mean(axis=0) == pytest.approx([0.8**5] * 5, abs=0.015)
     assert counts.mean(axis=0) == pytest.approx([1.0] * 5, abs=0.03)
+
+
+# --------------------------------------------------------------------------------------------------
+# Options
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("confidence", 0, r"^confidence must be strictly between 0 and 1 \(e.g. 0.95\); got 0$"),
+    ("confidence", True, r"^confidence must be strictly between 0 and 1 \(e.g. 0.95\); got True$"),
+    ("confidence", "0.9", r"^confidence must be strictly between 0 and 1 \(e.g. 0.95\); got '0.9'$"),
+    ("min_speakers", 0.5, r"^min_speakers \(effective speakers\) must be a number of at least 1 \(e.g. 8\); got 0.5$"),
+    ("min_speakers", float("inf"), r"^min_speakers \(effective speakers\) must be a number of at least 1 \(e.g. 8\); got inf$"),
+    ("min_speakers", True, r"^min_speakers .* got True$"),
+    ("min_speakers", "8", r"^min_speakers .* got '8'$"),
+    ("min_words", 2.5, r"^min_words must be a non-negative integer \(e.g. 100\); got 2.5$"),
+    ("min_words", True, r"^min_words must be a non-negative integer \(e.g. 100\); got True$"),
+    ("n_resamples", 99, r"^n_resamples must be an integer of at least 100 \(e.g. 2000\); got 99$"),
+    ("n_resamples", 1000.0, r"^n_resamples must be an integer of at least 100 \(e.g. 2000\); got 1000.0$"),
+    ("seed", 1.5, r"^seed must be an integer \(e.g. 0\); got 1.5$"),
+    ("seed", None, r"^seed must be an integer \(e.g. 0\); got None$"),
+])
+def test_each_option_is_checked_with_its_own_message(field, value, message):
+    with pytest.raises(StatsInputError, match=message):
+        StatsOptions(**{field: value})
+
+
+def test_options_accept_their_limits_and_numpy_integers():
+    options = StatsOptions(confidence=0.5, min_speakers=1, min_words=0, n_resamples=100, seed=np.int64(-3))
+    assert (options.alpha, options.label, options.n_permutations()) == (0.5, "50%", 200)
+    assert StatsOptions(min_words=np.int32(5), n_resamples=np.int64(300)).n_permutations(0) == 2000
+    assert StatsOptions().n_permutations(3) == 6000 and StatsOptions(confidence=0.9).label == "90%"
+    assert StatsOptions(confidence=0.999, n_resamples=200_000).n_permutations(2) == 200_000
+    assert stats.confidence_label(0.9999) == "99.99%" and stats.confidence_label(0.5) == "50%"
+
+
+# --------------------------------------------------------------------------------------------------
+# Disparity among the slices of one dimension
+
+
+def four_slices():
+    """Four accents of 10-14 speakers at about 8%, 12%, 20% and 30%; rows are per-speaker totals."""
+    rng = np.random.default_rng(21)
+    e, w, s, labels = [], [], [], []
+    for k, (rate, n) in enumerate(((0.08, 12), (0.12, 14), (0.2, 10), (0.3, 11))):
+        for i in range(n):
+            words = int(rng.integers(30, 90))
+            e.append(float(rng.binomial(words, rate)))
+            w.append(float(words))
+            s.append(f"{k}-{i}")
+            labels.append(f"g{k}")
+    return np.array(e), np.array(w), s, labels
+
+
+def test_disparity_every_field_by_hand():
+    e, w, s, labels = four_slices()
+    grouped = stats.slice_cells(errors=e, ref_words=w, clusters=s, slices=labels)
+    options = StatsOptions(confidence=0.9, n_resamples=500)
+    eligible = np.array([True, True, True, False])  # g3 left out by the caller: never worst
+    result = stats.disparity(stats.slice_intervals(grouped, options), grouped, options, eligible=eligible, family_size=3)
+    level = 0.9 ** (1 / 3)
+    rates = {k: e[np.array(labels) == f"g{k}"].sum() / w[np.array(labels) == f"g{k}"].sum() for k in range(4)}
+    bounds = {k: log_interval(e[np.array(labels) == f"g{k}"], w[np.array(labels) == f"g{k}"], level) for k in range(3)}
+    lows, highs = [bounds[k][0] for k in range(3)], [bounds[k][1] for k in range(3)]
+    assert result.slices_compared == ("g0", "g1", "g2") and (result.worst_slice, result.best_slice) == ("g2", "g0")
+    assert result.simultaneous_confidence == pytest.approx(level) and result.alpha == pytest.approx(0.1)
+    gap, ratio = result.worst_minus_best, result.worst_to_best_ratio
+    assert gap.estimate == pytest.approx(rates[2] - rates[0]) and ratio.estimate == pytest.approx(rates[2] / rates[0])
+    assert gap.lower == pytest.approx(max(0.0, max(lows) - min(highs))) and gap.upper == pytest.approx(max(highs) - min(lows))
+    assert ratio.lower == pytest.approx(max(1.0, max(lows) / min(highs))) and ratio.upper == pytest.approx(max(highs) / min(lows))
+    for interval in (gap, ratio):
+        assert interval.confidence == 0.9 and interval.method == "sidak_simultaneous_cr3_t_log"
+    for k in range(3):
+        assert result.gap_to_best.estimate[k] == pytest.approx(rates[k] - rates[0])
+        assert result.gap_to_best.lower[k] == pytest.approx(max(0.0, bounds[k][0] - min(highs)))
+        assert result.gap_to_best.upper[k] == pytest.approx(bounds[k][1] - min(lows))
+        assert result.ratio_to_best.estimate[k] == pytest.approx(rates[k] / rates[0])
+        assert result.ratio_to_best.lower[k] == pytest.approx(max(1.0, bounds[k][0] / min(highs)))
+        assert result.ratio_to_best.upper[k] == pytest.approx(bounds[k][1] / min(lows))
+    for measure in (result.gap_to_best, result.ratio_to_best):
+        assert math.isnan(measure.estimate[3]) and math.isnan(measure.lower[3]) and math.isnan(measure.upper[3])
+        assert measure.slices == ("g0", "g1", "g2", "g3")
+        frame = measure.to_frame()
+        assert frame.columns.tolist() == ["slice", "estimate", "lower", "upper"] and frame["slice"].tolist() == ["g0", "g1", "g2", "g3"]
+        assert frame["estimate"].tolist()[:3] == pytest.approx(measure.estimate[:3].tolist())
+    # The test of equal rates covers the eligible slices only, with the family's number of permutations.
+    expected = stats.equal_rate_test(grouped, options, include=eligible, family_size=3)
+    assert result.equal_wer_test == expected and expected.n_slices == 3 and expected.n_resamples >= math.ceil(100 * 3 / 0.1)
+    assert result.detected == (expected.p_value < 0.1)
+    assert result.detected is True  # 8% against 20% over 10-12 speakers each
+
+
+def test_disparity_with_a_perfect_slice_has_an_unbounded_ratio():
+    e, w, s, labels = four_slices()
+    e = np.where(np.array(labels) == "g0", 0.0, e)
+    grouped = stats.slice_cells(errors=e, ref_words=w, clusters=s, slices=labels)
+    options = StatsOptions(n_resamples=200)
+    result = stats.disparity(stats.slice_intervals(grouped, options), grouped, options)
+    assert result.best_slice == "g0" and result.worst_slice == "g3"
+    assert result.worst_to_best_ratio.estimate == math.inf and result.worst_to_best_ratio.upper == math.inf
+    assert result.ratio_to_best.estimate[1] == math.inf and math.isnan(result.ratio_to_best.estimate[0])  # 0 / 0
+    assert stats._disparity._divide(0.0, 0.0) != stats._disparity._divide(0.0, 0.0) and stats._disparity._divide(3.0, 0.0) == math.inf
+    assert stats._disparity._divide(3.0, 4.0) == 0.75 and stats._disparity._divide(-1.0, 0.0) != stats._disparity._divide(-1.0, 0.0)
+
+
+def test_disparity_needs_two_eligible_slices():
+    e, w, s, labels = four_slices()
+    grouped = stats.slice_cells(errors=e, ref_words=w, clusters=s, slices=labels)
+    options = StatsOptions(confidence=0.8, min_words=800)  # only g1 has 800 words or more
+    intervals = stats.slice_intervals(grouped, options)
+    assert intervals.small.tolist() == [True, False, True, True]
+    result = stats.disparity(intervals, grouped, options)
+    assert result.slices_compared == ("g1",) and result.worst_slice is None and result.best_slice is None
+    assert result.equal_wer_test is None and result.detected is False and result.alpha == pytest.approx(0.2)
+    assert result.simultaneous_confidence == pytest.approx(0.8)
+    for interval in (result.worst_minus_best, result.worst_to_best_ratio):
+        assert interval.omitted and math.isnan(interval.estimate) and interval.confidence == 0.8 and interval.method == "sidak_simultaneous_cr3_t_log"
+    for measure in (result.gap_to_best, result.ratio_to_best):
+        assert measure.slices == grouped.slices and np.isnan(measure.estimate).all() and np.isnan(measure.lower).all() and np.isnan(measure.upper).all()
+    none = stats.disparity(intervals, grouped, options, eligible=np.zeros(4, dtype=bool))
+    assert none.slices_compared == () and none.simultaneous_confidence == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="^intervals and cells describe different slices$"):
+        stats.disparity(intervals, stats.slice_cells(errors=e[:5], ref_words=w[:5], clusters=s[:5]), options)
+
+
+# --------------------------------------------------------------------------------------------------
+# The test of equal rates
+
+
+def welch_statistic(e, w, labels, centre=None, n_cells=None):
+    """sum_k (R_k - Rbar)^2 / V_k, V_k the CR1 variance floored at the pooled rate over W_k, one slice at a time.
+
+    With `centre`, each R_k is replaced by R_k - centre_k; `n_cells` overrides the count of speakers per slice."""
+    floor = e.sum() / w.sum()
+    rates, weights = [], []
+    for k in sorted(set(labels)):
+        mask = np.array([label == k for label in labels])
+        ek, wk = e[mask], w[mask]
+        total_e, total_w = ek.sum(), wk.sum()
+        rate = total_e / total_w
+        n = mask.sum() if n_cells is None else n_cells[k]
+        squares = max(sum((x - rate * y) ** 2 for x, y in zip(ek, wk, strict=True)), 0.0)
+        variance = (n / (n - 1) if n > 1 else 1.0) * squares / total_w**2
+        variance = max(variance, floor / total_w)
+        rates.append(rate - (0.0 if centre is None else centre[k]))
+        weights.append(1 / variance)
+    rates, weights = np.array(rates), np.array(weights)
+    mean = np.sum(weights * rates) / weights.sum()
+    return float(np.sum(weights * (rates - mean) ** 2))
+
+
+def seven_and_seven():
+    e = np.array([3.0, 5, 2, 6, 4, 3, 7, 5, 8, 5, 7, 4, 8, 6])
+    w = np.array([40.0, 45, 30, 50, 38, 35, 52, 44, 40, 46, 33, 50, 41, 37])
+    labels = ["x"] * 7 + ["y"] * 7
+    return e, w, [f"s{i:02d}" for i in range(14)], labels
+
+
+def test_equal_rate_test_monte_carlo_agrees_with_full_enumeration():
+    e, w, s, labels = seven_and_seven()
+    grouped = stats.slice_cells(errors=e, ref_words=w, clusters=s, slices=labels)
+    observed = welch_statistic(e, w, labels)
+    everything = [welch_statistic(e, w, ["x" if i in chosen else "y" for i in range(14)]) for chosen in map(set, itertools.combinations(range(14), 7))]
+    exact = float(np.mean(np.array(everything) >= observed - 1e-9 * max(1.0, observed)))
+    assert len(everything) == 3432  # more than 2000: Monte Carlo
+    result = stats.equal_rate_test(grouped, StatsOptions(seed=5))
+    assert result.method == "monte_carlo_speaker_permutation_studentized" and result.n_resamples == 2000
+    assert result.statistic == pytest.approx(observed, rel=1e-10) and (result.n_slices, result.n_speakers) == (2, 14)
+    extreme = result.p_value * 2001 - 1
+    assert extreme == pytest.approx(round(extreme), abs=1e-6)  # p = (1 + extreme) / (1 + B)
+    assert result.monte_carlo_se == pytest.approx(math.sqrt(result.p_value * (1 - result.p_value) / 2000))
+    assert abs(result.p_value - exact) < 4 * result.monte_carlo_se and 0.001 < exact < 0.2
+    assert result.rejects(exact + 4 * result.monte_carlo_se) and not result.rejects(result.p_value)
+    # A family of two tests raises the budget to 4000 resamples: then all 3432 assignments are enumerated.
+    family = stats.equal_rate_test(grouped, StatsOptions(seed=5), family_size=2)
+    assert family.method == "exact_speaker_permutation_studentized" and family.n_resamples == 3432 and family.p_value == pytest.approx(exact)
+    enumerated = stats.equal_rate_test(grouped, StatsOptions(seed=5, n_resamples=5000))
+    assert enumerated.method == "exact_speaker_permutation_studentized" and enumerated.p_value == pytest.approx(exact) and enumerated.monte_carlo_se is None
+
+
+def test_equal_rate_test_over_included_slices_and_without_errors():
+    e, w, s, labels = seven_and_seven()
+    three = labels[:4] + ["z"] * 3 + labels[7:]
+    grouped = stats.slice_cells(errors=e, ref_words=w, clusters=s, slices=three)
+    result = stats.equal_rate_test(grouped, StatsOptions(), include=np.array([True, False, True]))
+    kept = [i for i, label in enumerate(three) if label != "y"]
+    assert (result.n_slices, result.n_speakers) == (2, 7) and result.method == "exact_speaker_permutation_studentized"
+    assert result.statistic == pytest.approx(welch_statistic(e[kept], w[kept], [three[i] for i in kept]))
+    assert stats.equal_rate_test(grouped, StatsOptions(), include=np.array([False, False, True])) is None
+    quiet = stats.equal_rate_test(stats.slice_cells(errors=np.zeros(14), ref_words=w, clusters=s, slices=labels), StatsOptions())
+    assert (quiet.method, quiet.statistic, quiet.p_value, quiet.n_resamples, quiet.monte_carlo_se, quiet.n_slices, quiet.n_speakers) == ("no_errors", 0.0, 1.0, 0, None, 2, 14)
+    wordless = stats.equal_rate_test(stats.slice_cells(errors=np.zeros(4), ref_words=np.zeros(4), clusters=s[:4], slices=["x", "x", "y", "y"]), StatsOptions())
+    assert wordless.method == "no_errors" and wordless.n_speakers == 4
+
+
+def test_equal_rate_test_bootstrap_redone_by_hand():
+    # Speakers appear in both slices (a tag that varies within a speaker): the centred speaker bootstrap.
+    rng = np.random.default_rng(8)
+    speakers = [f"s{i:02d}" for i in range(20)]
+    rows = [(s, label, float(rng.integers(0, 8)), float(rng.integers(20, 40))) for s in speakers for label in ("x", "y") if rng.random() < 0.8]
+    s, labels, e, w = (list(column) for column in zip(*rows, strict=True))
+    e, w = np.array(e), np.array(w)
+    grouped = stats.slice_cells(errors=e, ref_words=w, clusters=s, slices=labels)
+    options = StatsOptions(confidence=0.5, n_resamples=100, seed=11)  # 200 resamples
+    result = stats.equal_rate_test(grouped, options)
+    assert result.method == "speaker_bootstrap_centred_studentized" and result.n_resamples == 200
+    observed = welch_statistic(e, w, labels)
+    assert result.statistic == pytest.approx(observed, rel=1e-10)
+    names = sorted(set(s))
+    centre = {k: e[np.array(labels) == k].sum() / w[np.array(labels) == k].sum() for k in ("x", "y")}
+    n_cells = {k: labels.count(k) for k in ("x", "y")}
+    picks = np.random.default_rng(11).integers(0, len(names), size=(200, len(names)))
+    extreme = 0
+    for row in picks:
+        weight = np.bincount(row, minlength=len(names))[[names.index(name) for name in s]]
+        stat = welch_statistic_weighted(e, w, labels, weight, centre, n_cells)
+        extreme += stat >= observed - 1e-9 * max(1.0, observed)
+    assert result.p_value == pytest.approx((1 + extreme) / 201)
+    assert result.monte_carlo_se == pytest.approx(math.sqrt(result.p_value * (1 - result.p_value) / 200))
+
+
+def welch_statistic_weighted(e, w, labels, weight, centre, n_cells):
+    """welch_statistic of a bootstrap replicate: each row counted `weight` times; the floor stays the observed rate."""
+    floor = e.sum() / w.sum()
+    rates, weights = [], []
+    for k in ("x", "y"):
+        mask = np.array([label == k for label in labels])
+        ek, wk, mk = e[mask], w[mask], weight[mask]
+        total_e, total_w = float((mk * ek).sum()), float((mk * wk).sum())
+        if total_w == 0:
+            rates.append(0.0)
+            weights.append(0.0)
+            continue
+        rate = total_e / total_w
+        n = n_cells[k]
+        squares = max(float(np.sum(mk * (ek - rate * wk) ** 2)), 0.0)
+        variance = max((n / (n - 1) if n > 1 else 1.0) * squares / total_w**2, floor / total_w)
+        rates.append(rate - centre[k])
+        weights.append(1 / variance)
+    rates, weights = np.array(rates), np.array(weights)
+    mean = np.sum(weights * rates) / weights.sum()
+    return float(np.sum(weights * (rates - mean) ** 2))
+
+
+# --------------------------------------------------------------------------------------------------
+# Paired changes per slice
+
+
+def test_paired_changes_every_field_by_hand():
+    # Slice p: 12 speakers, 10 changed; slice q: 9 speakers, 3 changed (intervals withheld); r: no words.
+    rng = np.random.default_rng(17)
+    rows = []
+    for label, n, changed in (("p", 12, 10), ("q", 9, 3)):
+        for i in range(n):
+            words = float(rng.integers(20, 60))
+            a = float(rng.integers(1, 10))
+            step = float(rng.choice([-2, -1, 1, 2])) if i < changed else 0.0
+            rows.append((f"{label}{i:02d}", label, a, max(a + step, 0.0), words))
+    rows.append(("r00", "r", 0.0, 0.0, 0.0))
+    s, labels, ea, eb, w = (list(column) for column in zip(*rows, strict=True))
+    ea, eb, w = np.array(ea), np.array(eb), np.array(w)
+    cells_a = stats.slice_cells(errors=ea, ref_words=w, clusters=s, slices=labels)
+    cells_b = stats.slice_cells(errors=eb, ref_words=w, clusters=s, slices=labels)
+    options = StatsOptions(confidence=0.9, min_speakers=8, min_words=100)
+    result = stats.paired_changes(cells_a, cells_b, options, family_size=2)
+    assert result.slices == ("p", "q", "r") and result.confidence == 0.9
+    for k, label in enumerate(("p", "q")):
+        m = np.array(labels) == label
+        a, b, words = ea[m], eb[m], w[m]
+        rate_a, rate_b = a.sum() / words.sum(), b.sum() / words.sum()
+        delta, variance, df = cr3(b - a, words)
+        t = scipy_stats.t.ppf(0.95, df)
+        shares = words / words.sum()
+        influence = (b - rate_b * words) / rate_b - (a - rate_a * words) / rate_a
+        log_var = float(np.sum(influence**2 / (1 - shares) ** 2)) / words.sum() ** 2
+        assert (result.value_a[k], result.value_b[k], result.delta[k]) == (pytest.approx(rate_a), pytest.approx(rate_b), pytest.approx(delta))
+        assert result.delta_variance[k] == pytest.approx(variance, rel=1e-12) and result.degrees_of_freedom[k] == pytest.approx(df, rel=1e-12)
+        assert result.relative[k] == pytest.approx(rate_b / rate_a - 1)
+        assert result.words[k] == words.sum() and result.n_speakers[k] == m.sum()
+        assert result.n_effective_speakers[k] == pytest.approx(words.sum() ** 2 / np.sum(words**2))
+        changed = (b - a)[b != a]
+        assert result.n_speakers_changed[k] == changed.size
+        if changed.size >= 8:
+            assert result.delta_lower[k] == pytest.approx(delta - t * math.sqrt(variance), rel=1e-10)
+            assert result.delta_upper[k] == pytest.approx(delta + t * math.sqrt(variance), rel=1e-10)
+            assert result.relative_lower[k] == pytest.approx(rate_b / rate_a * math.exp(-t * math.sqrt(log_var)) - 1, rel=1e-10)
+            assert result.relative_upper[k] == pytest.approx(rate_b / rate_a * math.exp(t * math.sqrt(log_var)) - 1, rel=1e-10)
+        else:  # a spread from three speakers is not a spread
+            for name in ("delta_lower", "delta_upper", "relative_lower", "relative_upper"):
+                assert math.isnan(getattr(result, name)[k]), name
+        flips = [abs(np.dot(signs, changed)) for signs in itertools.product((-1, 1), repeat=changed.size)]
+        assert result.p_value[k] == pytest.approx(np.mean(np.array(flips) >= abs(changed.sum()) - 1e-9)) and result.p_value_exact[k]
+    effective = [w[np.array(labels) == k].sum() ** 2 / np.sum(w[np.array(labels) == k] ** 2) for k in ("p", "q")]
+    assert effective[1] > 8 and w[np.array(labels) == "q"].sum() > 100
+    assert result.small.tolist() == [False, False, True]  # q is large enough; only its change is from too few speakers
+    assert math.isnan(result.p_value[2]) and math.isnan(result.value_a[2]) and result.words[2] == 0 and result.n_effective_speakers[2] == 0
+
+
+def test_paired_changes_refuse_unpaired_cells():
+    cells_a = stats.slice_cells(errors=[1, 2], ref_words=[10, 10], clusters=["a", "b"], slices=["x", "y"])
+    other_speakers = stats.slice_cells(errors=[1, 2, 0], ref_words=[10, 10, 5], clusters=["a", "b", "c"], slices=["x", "y", "y"])
+    other_words = stats.slice_cells(errors=[1, 2], ref_words=[10, 11], clusters=["a", "b"], slices=["x", "y"])
+    other_slices = stats.slice_cells(errors=[1, 2], ref_words=[10, 10], clusters=["a", "b"], slices=["x", "z"])
+    moved = stats.slice_cells(errors=[1, 2], ref_words=[10, 10], clusters=["a", "b"], slices=["y", "x"])
+    for other in (other_speakers, other_slices, moved):
+        with pytest.raises(StatsInputError, match=r"^paired cells differ: speakers or slices; pass two cell tables built from the same paired rows$"):
+            stats.paired_changes(cells_a, other, StatsOptions())
+    with pytest.raises(StatsInputError, match=r"^paired cells differ: reference words; pass two cell tables"):
+        stats.paired_changes(cells_a, other_words, StatsOptions())
+
+
+# --------------------------------------------------------------------------------------------------
+# Sign flips
+
+
+def test_sign_flips_monte_carlo_agree_with_enumeration_and_ties_count():
+    # Slice 0: 14 speakers changed (2^14 > B: Monte Carlo); slice 1: 4 changed, all by 1 (ties); slice 2: nothing changed.
+    d0 = np.array([3.0, -1, 2, 4, -2, 1, 5, 2, -1, 3, 2, 1, -3, 4])
+    d1 = np.array([1.0, 1, 1, 1, 0, 0])
+    d2 = np.zeros(3)
+    differences = np.concatenate([d0, d1, d2])
+    slices = np.repeat([0, 1, 2], [d0.size, d1.size, d2.size])
+    clusters = np.arange(differences.size)
+    p, exact = stats._resampling.sign_flip_p_values(slices, clusters, differences, 3, 2000, np.random.default_rng(2))
+    enumerated = np.mean([abs(np.dot(signs, d0)) >= abs(d0.sum()) - 1e-9 for signs in itertools.product((-1, 1), repeat=d0.size)])
+    se = math.sqrt(enumerated * (1 - enumerated) / 2000)
+    assert not exact[0] and abs(p[0] - enumerated) < 4 * se + 1 / 2001 and 0.0005 < enumerated < 0.1
+    assert p[0] * 2001 - 1 == pytest.approx(round(p[0] * 2001 - 1), abs=1e-6)
+    assert exact[1] and p[1] == pytest.approx(2 / 16)  # only all-plus and all-minus reach |4|
+    assert exact[2] and p[2] == 1.0
+    # A few large changes still enumerate: 11 speakers changed is 2048 patterns, more than 2000 resamples.
+    many = np.concatenate([np.ones(10), [2.0]])
+    p_many, exact_many = stats._resampling.sign_flip_p_values(np.zeros(11, dtype=np.int64), np.arange(11), many, 1, 2000, np.random.default_rng(0))
+    assert not exact_many[0] and p_many[0] < 0.01
+    p_ten, exact_ten = stats._resampling.sign_flip_p_values(np.zeros(10, dtype=np.int64), np.arange(10), np.ones(10), 1, 1024, np.random.default_rng(0))
+    assert exact_ten[0] and p_ten[0] == pytest.approx(2 / 1024)
+
+
+# --------------------------------------------------------------------------------------------------
+# One slice's interval at the edges
+
+
+def test_slice_intervals_at_the_edges():
+    # z: no errors from one speaker (the Poisson bound needs no spread); n: no words at all; o: one speaker with errors.
+    grouped = stats.slice_cells(errors=[0, 0, 0, 3], ref_words=[40, 0, 0, 30], clusters=["z1", "n1", "n2", "o1"], slices=["z", "n", "n", "o"])
+    result = stats.slice_intervals(grouped, StatsOptions(min_speakers=1, min_words=0))
+    n, o, z = (result.index(label) for label in ("n", "o", "z"))
+    assert (result.lower[z], result.upper[z]) == (0.0, pytest.approx(-math.log(0.025) / 40))
+    assert math.isnan(result.wer[n]) and math.isnan(result.lower[n]) and math.isnan(result.upper[n]) and result.n_effective_speakers[n] == 0
+    assert result.wer[o] == pytest.approx(0.1) and math.isnan(result.lower[o]) and math.isnan(result.variance[o]) and math.isnan(result.degrees_of_freedom[o])
+    assert result.n_utterances.tolist() == [2, 1, 1] and result.n_speakers.tolist() == [2, 1, 1]
+    assert result.confidence == 0.95 and result.method == "cr3_bell_mccaffrey_t_log"
+    # bounds() recomputes at another level; mask_small withholds small slices' bounds.
+    flagged = stats.slice_intervals(grouped, StatsOptions(min_speakers=1, min_words=35))
+    assert flagged.small.tolist() == [True, True, False]
+    low, high = flagged.bounds(0.5)
+    assert math.isnan(low[o]) and low[z] == 0 and high[z] == pytest.approx(-math.log(0.25) / 40)
+    raw_low, _ = flagged.bounds(0.5, mask_small=False)
+    assert raw_low[z] == 0.0
+    with pytest.raises(ValueError):
+        result.wer[0] = 1.0  # results are read-only
