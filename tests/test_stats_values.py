@@ -109,7 +109,8 @@ def test_compare_slices_with_no_spread_and_with_one_speaker():
 
 
 def test_welch_difference_of_non_finite_variance_is_all_nan():
-    out = stats._tests.welch_difference(0.2, np.inf, 5.0, 0.1, 0.001, 7.0, 0.95)
+    f = np.float64
+    out = stats._tests.welch_difference(f(0.2), f(np.inf), f(5.0), f(0.1), f(0.001), f(7.0), 0.95)
     assert out[0] == pytest.approx(0.1) and all(math.isnan(v) for v in out[1:])
 
 
@@ -713,8 +714,68 @@ def test_equal_rate_test_monte_carlo_agrees_with_full_enumeration():
     # A family of two tests raises the budget to 4000 resamples: then all 3432 assignments are enumerated.
     family = stats.equal_rate_test(grouped, StatsOptions(seed=5), family_size=2)
     assert family.method == "exact_speaker_permutation_studentized" and family.n_resamples == 3432 and family.p_value == pytest.approx(exact)
-    enumerated = stats.equal_rate_test(grouped, StatsOptions(seed=5, n_resamples=5000))
+    # Budget equal to the number of assignments: enumerate.
+    enumerated = stats.equal_rate_test(grouped, StatsOptions(seed=5, n_resamples=3432))
     assert enumerated.method == "exact_speaker_permutation_studentized" and enumerated.p_value == pytest.approx(exact) and enumerated.monte_carlo_se is None
+    # The Monte Carlo p-value redone from the same random stream: rows of speakers' labels shuffled.
+    shuffled = np.random.default_rng(5).permuted(np.broadcast_to(np.repeat([0, 1], 7), (2000, 14)), axis=1)
+    extreme = sum(welch_statistic(e, w, row.tolist()) >= observed - 1e-9 * max(1.0, observed) for row in shuffled)
+    assert result.p_value == pytest.approx((1 + extreme) / 2001, abs=1e-12)
+    assert stats.equal_rate_test(grouped, StatsOptions(seed=5)).p_value == result.p_value  # seeded: the same p every time
+    assert stats.equal_rate_test(grouped, StatsOptions(seed=6)).p_value != result.p_value
+
+
+def test_equal_rate_test_is_the_same_in_small_chunks(monkeypatch):
+    e, w, s, labels = seven_and_seven()
+    grouped = stats.slice_cells(errors=e, ref_words=w, clusters=s, slices=labels)
+    whole = [stats.equal_rate_test(grouped, StatsOptions(seed=5, n_resamples=n)) for n in (2000, 3432)]
+    monkeypatch.setattr(stats._resampling, "CELLS_PER_CHUNK", 14 * 150)
+    chunked = [stats.equal_rate_test(grouped, StatsOptions(seed=5, n_resamples=n)) for n in (2000, 3432)]
+    for a, b in zip(whole, chunked, strict=True):
+        assert (a.method, a.n_resamples) == (b.method, b.n_resamples) and a.p_value == pytest.approx(b.p_value)
+    assert chunked[1].n_resamples == 3432 and chunked[0].n_resamples == 2000
+
+
+def test_equal_rate_test_statistic_when_speakers_differ_more_than_chance():
+    # Speakers differ far more than binomial noise (rates 1% to 40%), so each slice's clustered variance is
+    # above the Poisson floor and the CR1 factor n / (n - 1) matters; slices of two speakers and of one, a
+    # slice whose references are all empty (insertions only: no weight) and one of a single word.
+    e = np.array([1.0, 12, 3, 20, 2, 15, 4, 18, 9, 1, 14, 2, 0, 5, 0, 2, 3, 0])
+    w = np.array([50.0, 40, 45, 50, 60, 40, 55, 45, 30, 50, 35, 40, 40, 20, 30, 0, 0, 1])
+    labels = ["x"] * 8 + ["y"] * 4 + ["two"] * 2 + ["one"] + ["empty"] * 2 + ["word"]
+    s = [f"s{i:02d}" for i in range(18)]
+    grouped = stats.slice_cells(errors=e, ref_words=w, clusters=s, slices=labels)
+    x = np.array(labels) == "x"
+    floor = e[w > 0].sum() / w.sum()
+    cr1 = 8 / 7 * np.sum((e[x] - e[x].sum() / w[x].sum() * w[x]) ** 2) / w[x].sum() ** 2
+    assert cr1 > 3 * floor / w[x].sum()  # the clustered variance, not the floor, is what is used for x
+    result = stats.equal_rate_test(grouped, StatsOptions(n_resamples=200, seed=1, confidence=0.5))
+    kept = w > 0
+    kept[15:17] = False
+    reference = welch_statistic(e[kept], w[kept], [label for label, k in zip(labels, kept) if k])
+    # The empty slice's insertions still count in the pooled rate that floors every variance.
+    floor_all = e.sum() / w.sum()
+    rates, weights = [], []
+    for k in ("one", "two", "word", "x", "y"):
+        m = np.array(labels) == k
+        rate = e[m].sum() / w[m].sum()
+        n = m.sum()
+        variance = max((n / (n - 1) if n > 1 else 1.0) * np.sum((e[m] - rate * w[m]) ** 2) / w[m].sum() ** 2, floor_all / w[m].sum())
+        rates.append(rate)
+        weights.append(1 / variance)
+    rates, weights = np.array(rates), np.array(weights)
+    by_hand = float(np.sum(weights * (rates - np.sum(weights * rates) / weights.sum()) ** 2))
+    assert result.statistic == pytest.approx(by_hand, rel=1e-10) and by_hand != pytest.approx(reference)
+    assert result.n_slices == 6 and result.n_speakers == 18 and result.method == "monte_carlo_speaker_permutation_studentized"
+    assert result.p_value * 201 - 1 == pytest.approx(round(result.p_value * 201 - 1), abs=1e-6)
+    # A mask of 0/1 works as well as booleans.
+    assert stats.equal_rate_test(grouped, StatsOptions(), include=[0, 0, 0, 0, 1, 1]).statistic == pytest.approx(
+        welch_statistic(e[:12], w[:12], labels[:12]), rel=1e-10)
+
+
+def test_equal_rate_test_of_a_single_word():
+    result = stats.equal_rate_test(stats.slice_cells(errors=[1, 0], ref_words=[1, 0], clusters=["a", "b"], slices=["x", "y"]), StatsOptions())
+    assert result.method == "exact_speaker_permutation_studentized" and result.p_value == 1.0 and result.n_resamples == 2
 
 
 def test_equal_rate_test_over_included_slices_and_without_errors():
