@@ -637,6 +637,7 @@ def test_disparity_with_a_perfect_slice_has_an_unbounded_ratio():
     options = StatsOptions(n_resamples=200)
     result = stats.disparity(stats.slice_intervals(grouped, options), grouped, options)
     assert result.best_slice == "g0" and result.worst_slice == "g3"
+    assert result.equal_wer_test.n_resamples == 2000  # one dimension: no family to raise the budget for
     assert result.worst_to_best_ratio.estimate == math.inf and result.worst_to_best_ratio.upper == math.inf
     assert result.ratio_to_best.estimate[1] == math.inf and math.isnan(result.ratio_to_best.estimate[0])  # 0 / 0
     assert stats._disparity._divide(0.0, 0.0) != stats._disparity._divide(0.0, 0.0) and stats._disparity._divide(3.0, 0.0) == math.inf
@@ -959,3 +960,94 @@ def test_slice_intervals_at_the_edges():
     assert raw_low[z] == 0.0
     with pytest.raises(ValueError):
         result.wer[0] = 1.0  # results are read-only
+
+
+# --------------------------------------------------------------------------------------------------
+# Rows to cells: labels, missing values, inputs of every shape
+
+
+def test_slice_cells_name_every_bad_input():
+    ok = dict(errors=[1, 2, 3], ref_words=[9, 9, 9], clusters=["a", "b", "c"], slices=["x", "y", "x"])
+    cases = [
+        (dict(slices=["x", "y"]), r"^slices has 2 values but errors has 3; pass one value per utterance row$"),
+        (dict(clusters=["a", "b"]), r"^clusters has 2 values but errors has 3; pass one value per utterance row$"),
+        (dict(ref_words=[9, 9]), r"^ref_words has 2 values but errors has 3; pass one value per utterance row$"),
+        (dict(slices=["x", None, np.nan]), r"^slices holds 2 missing label\(s\) \(first at row 1\); label every row or drop it$"),
+        (dict(slices=np.array([["x", "y", "x"]])), r"^slices must be one-dimensional \(one value per utterance row\); got shape \(1, 3\)$"),
+        (dict(clusters=np.array([["a"], ["b"], ["c"]])), r"^clusters must be one-dimensional \(one value per utterance row\); got shape \(3, 1\)$"),
+        (dict(errors=[1, -2, 3]), r"^errors holds 1 negative value"),
+        (dict(ref_words=[9, 9, np.inf]), r"^ref_words holds 1 NaN or infinite value\(s\) \(first at row 2\)"),
+        (dict(errors=[[1, 2, 3]]), r"^errors must be one-dimensional \(one value per utterance row\); got shape \(1, 3\)$"),
+    ]
+    for change, message in cases:
+        with pytest.raises(StatsInputError, match=message):
+            stats.slice_cells(**{**ok, **change})
+
+
+def test_slice_cells_defaults_series_and_labels_that_do_not_sort():
+    everything = stats.slice_cells(errors=[1, 2, 3], ref_words=[5, 6, 7], clusters=None)
+    assert everything.slices == ("all",) and everything.slice.tolist() == [0, 0, 0] and everything.slice.dtype == np.int64
+    assert everything.cluster_names.tolist() == ["row:0", "row:1", "row:2"] and everything.n_clusters == 3 and everything.cluster.dtype == np.int64
+    # Series keep their values, not their index.
+    series = stats.slice_cells(errors=[1, 2, 3], ref_words=[5, 6, 7], clusters=pd.Series(["b", "a", "b"], index=[7, 3, 9]), slices=pd.Series(["y", "x", "y"], index=[7, 3, 9]))
+    assert series.slices == ("x", "y") and series.cluster_names.tolist() == ["a", "b"]
+    assert series.errors.tolist() == [2.0, 4.0] and series.words.tolist() == [6.0, 12.0] and series.n_utterances.tolist() == [1, 2]
+    # Labels of mixed types cannot be sorted: first appearance decides the order.
+    mixed = stats.slice_cells(errors=[1, 2, 3], ref_words=[5, 6, 7], clusters=["a", "b", "c"], slices=[("k",), 1, ("k",)])
+    assert mixed.slices == (("k",), 1) and mixed.slice[mixed.cluster_names[mixed.cluster] == "b"].tolist() == [1]
+    # A missing speaker is its own cluster, named after its row, after the sorted named ones; mixed types sort as text.
+    missing = stats.slice_cells(errors=[1, 2, 3, 4], ref_words=[5, 6, 7, 8], clusters=["b", None, "a", np.nan])
+    assert missing.cluster_names.tolist() == ["a", "b", "row:1", "row:3"] and missing.n_clusters == 4
+    assert dict(zip(missing.cluster_names[missing.cluster].tolist(), missing.errors.tolist())) == {"a": 3.0, "b": 1.0, "row:1": 2.0, "row:3": 4.0}
+    typed = stats.slice_cells(errors=[1, 2, 3], ref_words=[5, 6, 7], clusters=[2, ("a",), 10])
+    assert typed.cluster_names.tolist() == ["('a',)", "10", "2"] and typed.errors.tolist() == [2.0, 3.0, 1.0]
+
+
+def results_rows():
+    return pd.DataFrame({
+        "utterance_id": ["u1", "u2", "u3", "u4", "u5", "u6"],
+        "speaker": ["s2", None, "s1", "s2", "", "s1"],
+        "status": ["ok", "ok", "ok", "failed", "ok", "ok"],
+        "accent": ["z", "a", None, "z", "a", "a"],
+        "age": ["old", "old", "young", "old", "young", "young"],
+        "errors": [1, 2, 3, 0, 5, 6],
+        "ref_words": [10, 20, 30, 0, 50, 60],
+        "char_errors": [4, 8, 12, 0, 20, 24],
+        "ref_chars": [40, 80, 120, 0, 200, 240],
+    })
+
+
+def test_cells_from_frame_groups_labels_and_speakers():
+    frame = results_rows()
+    grouped = stats.cells_from_frame(frame, by="accent")
+    assert grouped.slices[:2] == ("a", "z") and math.isnan(grouped.slices[2])  # a missing tag is a slice of its own, last
+    # u4 failed and is dropped; u2 and u5 have no speaker and are clusters of their own, named by utterance.
+    assert grouped.cluster_names.tolist() == ["s1", "s2", "utterance:u2", "utterance:u5"]
+    table = {(grouped.cluster_names[c], grouped.slices[k] if isinstance(grouped.slices[k], str) else "nan"): (e, w)
+             for c, k, e, w in zip(grouped.cluster, grouped.slice, grouped.errors, grouped.words)}
+    assert table == {("s1", "a"): (6.0, 60.0), ("s1", "nan"): (3.0, 30.0), ("s2", "z"): (1.0, 10.0), ("utterance:u2", "a"): (2.0, 20.0), ("utterance:u5", "a"): (5.0, 50.0)}
+    both = stats.cells_from_frame(frame, by=["age", "accent"], errors="char_errors", words="ref_chars")
+    assert both.slices[:3] == (("old", "a"), ("old", "z"), ("young", "a")) and both.errors.sum() == 68 and both.words.sum() == 680
+    overall = stats.cells_from_frame(frame, by=None)
+    assert overall.slices == ("all",) and overall.slice.tolist() == [0] * overall.slice.size and overall.n_utterances.sum() == 5
+
+
+def test_cells_from_frame_uses_the_cluster_column_and_names_missing_columns():
+    frame = results_rows().drop(columns=["utterance_id"]).assign(cluster=["c9", "c1", "c1", "c9", "c5", "c5"])
+    grouped = stats.cells_from_frame(frame, by="age")
+    assert grouped.cluster_names.tolist() == ["c1", "c5", "c9"] and grouped.n_utterances.sum() == 5
+    no_speaker = results_rows().drop(columns=["speaker", "status"])
+    assert stats.cells_from_frame(no_speaker, by="age").cluster_names.tolist() == [f"utterance:u{i}" for i in range(1, 7)]
+    with pytest.raises(StatsInputError, match=r"^results has no column 'accent'; columns present: \['errors', 'ref_words', 'utterance_id'\]$"):
+        stats.cells_from_frame(pd.DataFrame({"errors": [1], "ref_words": [2], "utterance_id": ["u"]}), by="accent")
+    with pytest.raises(StatsInputError, match=r"^results has no column 'utterance_id'"):
+        stats.cells_from_frame(pd.DataFrame({"errors": [1], "ref_words": [2]}), by=None)
+
+
+def test_cells_from_frame_keeps_only_observed_categories_in_sorted_order():
+    frame = results_rows().assign(accent=pd.Categorical(["z", "a", "m", "z", "a", "a"], categories=["z", "q", "m", "a"]))
+    grouped = stats.cells_from_frame(frame, by="accent")
+    assert [str(label) for label in grouped.slices] == ["z", "m", "a"]  # category order, and the unused "q" is not a slice
+    assert np.bincount(grouped.slice, weights=grouped.errors).tolist() == [1.0, 3.0, 13.0]
+    text = results_rows().assign(accent=["z", "b", "m", "z", "b", "b"])
+    assert stats.cells_from_frame(text, by="accent").slices == ("b", "m", "z")
