@@ -955,7 +955,8 @@ def test_slice_intervals_at_the_edges():
     flagged = stats.slice_intervals(grouped, StatsOptions(min_speakers=1, min_words=35))
     assert flagged.small.tolist() == [True, True, False]
     low, high = flagged.bounds(0.5)
-    assert math.isnan(low[o]) and low[z] == 0 and high[z] == pytest.approx(-math.log(0.25) / 40)
+    assert math.isnan(low[o]) and math.isnan(high[o]) and low[z] == 0 and high[z] == pytest.approx(-math.log(0.25) / 40)
+    assert low.dtype == np.float64 and high.dtype == np.float64
     raw_low, _ = flagged.bounds(0.5, mask_small=False)
     assert raw_low[z] == 0.0
     with pytest.raises(ValueError):
@@ -1051,3 +1052,33 @@ def test_cells_from_frame_keeps_only_observed_categories_in_sorted_order():
     assert np.bincount(grouped.slice, weights=grouped.errors).tolist() == [1.0, 3.0, 13.0]
     text = results_rows().assign(accent=["z", "b", "m", "z", "b", "b"])
     assert stats.cells_from_frame(text, by="accent").slices == ("b", "m", "z")
+
+
+def test_gaps_of_one_word_and_of_a_slice_without_rows():
+    one = stats.gaps_to_overall(stats.slice_cells(errors=[1], ref_words=[1], clusters=["a"]), StatsOptions())
+    assert one.gap[0] == 0 and one.ratio[0] == 1
+    # Cells built from codes may name a slice no row falls in: it gets NaN, the others their values.
+    grouped = stats.cells_from_codes(np.array(A_ERRORS + B_ERRORS), np.array(A_WORDS + B_WORDS), np.arange(11), np.arange(11), np.repeat([0, 1], [5, 6]), ("a", "b", "c"))
+    result = stats.gaps_to_overall(grouped, StatsOptions())
+    full = stats.gaps_to_overall(stats.cells_from_codes(np.array(A_ERRORS + B_ERRORS), np.array(A_WORDS + B_WORDS), np.arange(11), np.arange(11), np.repeat([0, 1], [5, 6]), ("a", "b")), StatsOptions())
+    assert result.gap.shape == (3,) and math.isnan(result.gap[2]) and math.isnan(result.gap_lower[2])
+    assert result.gap_lower[:2].tolist() == pytest.approx(full.gap_lower.tolist()) and result.ratio_upper[:2].tolist() == pytest.approx(full.ratio_upper.tolist())
+
+
+# --------------------------------------------------------------------------------------------------
+# Adjusting p-values
+
+
+def test_adjustments_keep_nan_as_float_and_refuse_bad_p_values():
+    for adjust in (stats.holm, stats.benjamini_hochberg):
+        adjusted = adjust([0.04, np.nan, 0.01])
+        assert adjusted.dtype == np.float64 and math.isnan(adjusted[1])
+        assert adjust([np.nan, np.nan]).dtype == np.float64 and np.isnan(adjust([np.nan, np.nan])).all()
+        with pytest.raises(StatsInputError, match=r"^pvalues must lie in \[0, 1\]; got 1.5 at position 1$"):
+            adjust([0.2, 1.5])
+        with pytest.raises(StatsInputError, match=r"^pvalues must lie in \[0, 1\]; got -0.1 at position 0$"):
+            adjust([-0.1, 0.5])
+        with pytest.raises(StatsInputError, match=r"^pvalues must be one-dimensional \(one value per utterance row\); got shape \(2, 1\)$"):
+            adjust([[0.1], [0.2]])
+    assert stats.benjamini_hochberg([0.04, np.nan, 0.01]).tolist()[::2] == pytest.approx([0.04, 0.02])
+    assert stats.holm([0.04, np.nan, 0.01]).tolist()[::2] == pytest.approx([0.04, 0.02])
