@@ -229,7 +229,9 @@ def test_report_csv_is_utf8_whatever_the_locale(tmp_path):
         "import sys; from harness.report import ReportOptions, build_report, write_report; "
         "r = build_report(sys.argv[1], ReportOptions(by=('accent',), n_resamples=200)); write_report(r, sys.argv[1], formats=['csv'])"
     )
-    env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    import os
+
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0", "PYTHONIOENCODING": "ascii"}
     done = subprocess.run([sys.executable, "-c", script, str(run)], env=env, capture_output=True, text=True, encoding="utf-8")
     assert done.returncode == 0, done.stderr
     text = (run / "report.csv").read_bytes().decode("utf-8")
