@@ -547,6 +547,7 @@ def test_bootstrap_counts_are_multinomial_draws_of_every_speaker():
 
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("confidence", 0, r"^confidence must be strictly between 0 and 1 \(e.g. 0.95\); got 0$"),
+    ("confidence", 1, r"^confidence must be strictly between 0 and 1 \(e.g. 0.95\); got 1$"),
     ("confidence", True, r"^confidence must be strictly between 0 and 1 \(e.g. 0.95\); got True$"),
     ("confidence", "0.9", r"^confidence must be strictly between 0 and 1 \(e.g. 0.95\); got '0.9'$"),
     ("min_speakers", 0.5, r"^min_speakers \(effective speakers\) must be a number of at least 1 \(e.g. 8\); got 0.5$"),

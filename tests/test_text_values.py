@@ -9,7 +9,7 @@ import pytest
 
 from harness.errors import ConfigError
 from harness.normalize import NORMALIZERS, get_normalizer, normalizer_version
-from harness.scoring import alignment
+from harness.scoring import alignment, char_counts, word_counts
 
 
 def test_alignment_lists_deletions_substitutions_and_insertions_in_order():
@@ -34,3 +34,15 @@ def test_unknown_normaliser_message_lists_every_choice():
 def test_normalizer_version_names_what_produced_the_text():
     assert normalizer_version("whisper-english") == f"whisper-normalizer {version('whisper-normalizer')}"
     assert normalizer_version("basic") == "asrfair basic" and normalizer_version("ascii") == "asrfair ascii"
+
+
+def test_counts_are_integer_arrays_of_paired_texts():
+    counts = word_counts(["the cat sat", "a b"], ["the bat", "a b c"])
+    assert counts.dtype == "int64" and counts.tolist() == [[3, 2, 1, 1, 1, 0], [2, 3, 2, 0, 0, 1]]
+    ref_chars, errors = char_counts(["abc", "hello"], ["abd", "hallo!"])
+    assert ref_chars.dtype == "int64" and errors.dtype == "int64" and (ref_chars.tolist(), errors.tolist()) == ([3, 5], [1, 2])
+    with pytest.raises(ValueError):
+        word_counts(["one", "two"], ["one", "two", "three"])
+    for function in (word_counts, char_counts):
+        with pytest.raises(ValueError):
+            function(["one", "two"], ["one"])
