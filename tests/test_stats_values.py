@@ -1083,3 +1083,41 @@ def test_adjustments_keep_nan_as_float_and_refuse_bad_p_values():
             adjust([[0.1], [0.2]])
     assert stats.benjamini_hochberg([0.04, np.nan, 0.01]).tolist()[::2] == pytest.approx([0.04, 0.02])
     assert stats.holm([0.04, np.nan, 0.01]).tolist()[::2] == pytest.approx([0.04, 0.02])
+
+
+def test_chunk_sizes_and_assignment_counts(monkeypatch):
+    monkeypatch.setattr(stats._resampling, "CELLS_PER_CHUNK", 4)
+    assert stats._resampling.chunk_sizes(10, 1) == [4, 4, 2]
+    assert stats._resampling.chunk_sizes(5, 10) == [1, 1, 1, 1, 1]  # wider than a chunk: one row at a time
+    assert stats._resampling.chunk_sizes(9, 2) == [2, 2, 2, 2, 1] and stats._resampling.chunk_sizes(0, 3) == []
+    # Exact, as an integer, however many speakers: 400 speakers in two slices of 200.
+    count = stats._resampling.n_assignments(np.repeat([0, 1], 200))
+    assert isinstance(count, int) and count == math.comb(400, 200)
+    assert stats._resampling.n_assignments(np.array([3, 1, 3, 2, 1, 3])) == 60
+
+
+def test_sign_flips_monte_carlo_redone_from_the_same_random_stream(monkeypatch):
+    # Two slices with many changed speakers (Monte Carlo), one with a single change (exact), and a fourth
+    # slice with no cells at all; speakers are numbered out of order.
+    rng = np.random.default_rng(4)
+    d0 = rng.integers(-3, 4, size=15).astype(float)
+    d1 = rng.integers(-2, 5, size=13).astype(float)
+    differences = np.concatenate([d0, d1, [0.0, 2.0, 0.0]])
+    slices = np.repeat([0, 1, 2], [15, 13, 3])
+    clusters = rng.permutation(differences.size)
+    p, exact = stats._resampling.sign_flip_p_values(slices, clusters, differences, 4, 500, np.random.default_rng(9))
+    assert exact.tolist() == [False, False, True, True] and p[2] == 1.0 and p[3] == 1.0
+    # By hand: the speakers that changed in the Monte Carlo slices, in sorted order, each flipped by one draw.
+    changed = (differences != 0) & (slices < 2)
+    speakers = np.unique(clusters[changed])
+    signs = np.random.default_rng(9).integers(0, 2, size=(500, speakers.size)) * 2.0 - 1.0
+    for k in (0, 1):
+        rows = changed & (slices == k)
+        column = np.searchsorted(speakers, clusters[rows])
+        flipped = np.abs(signs[:, column] @ differences[rows])
+        observed = abs(differences[rows].sum())
+        assert p[k] == pytest.approx((1 + np.count_nonzero(flipped >= observed - 1e-9 * max(1.0, observed))) / 501)
+    # The same in chunks of a few resamples.
+    monkeypatch.setattr(stats._resampling, "CELLS_PER_CHUNK", 3 * speakers.size)
+    chunked, _ = stats._resampling.sign_flip_p_values(slices, clusters, differences, 4, 500, np.random.default_rng(9))
+    assert chunked.tolist() == pytest.approx(p.tolist())
