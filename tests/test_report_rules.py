@@ -236,6 +236,9 @@ def test_report_csv_is_utf8_whatever_the_locale(tmp_path):
     assert done.returncode == 0, done.stderr
     text = (run / "report.csv").read_bytes().decode("utf-8")
     assert "accent=Fernández" in text and "accent=中文" in text
+    # The same bytes as written here, in this process's locale.
+    write_report(build_report(run, ReportOptions(by=("accent",), n_resamples=200)), tmp_path / "here", formats=["csv"])
+    assert (tmp_path / "here" / "report.csv").read_bytes() == (run / "report.csv").read_bytes()
 
 
 @pytest.mark.parametrize("prefix", FORMULA_PREFIXES)

@@ -504,15 +504,16 @@ def test_gap_change_without_two_slices_or_without_intervals():
     one = stats.gap_change(intervals[0], intervals[1], np.array([True, False]), options)
     assert one.verdict is None and one.simultaneous_confidence == pytest.approx(0.95 ** 0.5)
     for interval in (one.gap_a, one.gap_b, one.change):
-        assert math.isnan(interval.estimate) and interval.omitted and interval.confidence == 0.95 and interval.method == "sidak_simultaneous_cr3_t_log"
+        assert math.isnan(interval.estimate) and math.isnan(interval.lower) and math.isnan(interval.upper)
+        assert interval.confidence == 0.95 and interval.method == "sidak_simultaneous_cr3_t_log"
     none = stats.gap_change(intervals[0], intervals[1], np.array([False, False]), options)
     assert none.simultaneous_confidence == 0.95 and none.verdict is None
-    # Run B has a slice of one speaker: its interval, and so the change, cannot be bounded.
+    # Run B has a slice of one speaker: its interval, and so the change, cannot be bounded (run A's can).
     e, w, s, labels = runs[1]
     single = stats.slice_intervals(stats.slice_cells(errors=e[:13], ref_words=w[:13], clusters=s[:13], slices=labels[:13]), options)
-    first = stats.slice_intervals(stats.slice_cells(errors=runs[0][0][:13], ref_words=runs[0][1][:13], clusters=runs[0][2][:13], slices=runs[0][3][:13]), options)
-    unbounded = stats.gap_change(first, single, np.array([True, True]), options)
-    assert unbounded.verdict is None and math.isnan(unbounded.change.upper)
+    unbounded = stats.gap_change(intervals[0], single, np.array([True, True]), options)
+    assert np.isfinite(unbounded.gap_a.upper) and math.isnan(unbounded.gap_b.upper)
+    assert unbounded.verdict is None and math.isnan(unbounded.change.upper) and np.isfinite(unbounded.change.lower)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -656,7 +657,8 @@ def test_disparity_needs_two_eligible_slices():
     assert result.equal_wer_test is None and result.detected is False and result.alpha == pytest.approx(0.2)
     assert result.simultaneous_confidence == pytest.approx(0.8)
     for interval in (result.worst_minus_best, result.worst_to_best_ratio):
-        assert interval.omitted and math.isnan(interval.estimate) and interval.confidence == 0.8 and interval.method == "sidak_simultaneous_cr3_t_log"
+        assert math.isnan(interval.estimate) and math.isnan(interval.lower) and math.isnan(interval.upper)
+        assert interval.confidence == 0.8 and interval.method == "sidak_simultaneous_cr3_t_log"
     for measure in (result.gap_to_best, result.ratio_to_best):
         assert measure.slices == grouped.slices and np.isnan(measure.estimate).all() and np.isnan(measure.lower).all() and np.isnan(measure.upper).all()
     none = stats.disparity(intervals, grouped, options, eligible=np.zeros(4, dtype=bool))
@@ -742,7 +744,7 @@ def test_equal_rate_test_statistic_when_speakers_differ_more_than_chance():
     # Speakers differ far more than binomial noise (rates 1% to 40%), so each slice's clustered variance is
     # above the Poisson floor and the CR1 factor n / (n - 1) matters; slices of two speakers and of one, a
     # slice whose references are all empty (insertions only: no weight) and one of a single word.
-    e = np.array([1.0, 12, 3, 20, 2, 15, 4, 18, 9, 1, 14, 2, 0, 5, 0, 2, 3, 0])
+    e = np.array([1.0, 12, 3, 20, 2, 15, 4, 18, 9, 1, 14, 2, 0, 5, 0, 2, 3, 1])
     w = np.array([50.0, 40, 45, 50, 60, 40, 55, 45, 30, 50, 35, 40, 40, 20, 30, 0, 0, 1])
     labels = ["x"] * 8 + ["y"] * 4 + ["two"] * 2 + ["one"] + ["empty"] * 2 + ["word"]
     s = [f"s{i:02d}" for i in range(18)]
@@ -795,13 +797,27 @@ def test_equal_rate_test_over_included_slices_and_without_errors():
     assert wordless.method == "no_errors" and wordless.n_speakers == 4
 
 
-def test_equal_rate_test_bootstrap_redone_by_hand():
-    # Speakers appear in both slices (a tag that varies within a speaker): the centred speaker bootstrap.
+def spanning_speakers():
+    """20 speakers, most with rows in both slices x and y (a tag that varies within a speaker)."""
     rng = np.random.default_rng(8)
     speakers = [f"s{i:02d}" for i in range(20)]
     rows = [(s, label, float(rng.integers(0, 8)), float(rng.integers(20, 40))) for s in speakers for label in ("x", "y") if rng.random() < 0.8]
     s, labels, e, w = (list(column) for column in zip(*rows, strict=True))
-    e, w = np.array(e), np.array(w)
+    return np.array(e), np.array(w), s, labels
+
+
+def test_equal_rate_test_bootstrap_in_small_chunks(monkeypatch):
+    e, w, s, labels = spanning_speakers()
+    grouped = stats.slice_cells(errors=e, ref_words=w, clusters=s, slices=labels)
+    whole = stats.equal_rate_test(grouped, StatsOptions(n_resamples=100, seed=11, confidence=0.5))
+    monkeypatch.setattr(stats._resampling, "CELLS_PER_CHUNK", 20 * 30)
+    chunked = stats.equal_rate_test(grouped, StatsOptions(n_resamples=100, seed=11, confidence=0.5))
+    assert chunked.n_resamples == whole.n_resamples == 200 and chunked.p_value == pytest.approx(whole.p_value)
+
+
+def test_equal_rate_test_bootstrap_redone_by_hand():
+    # Speakers appear in both slices (a tag that varies within a speaker): the centred speaker bootstrap.
+    e, w, s, labels = spanning_speakers()
     grouped = stats.slice_cells(errors=e, ref_words=w, clusters=s, slices=labels)
     options = StatsOptions(confidence=0.5, n_resamples=100, seed=11)  # 200 resamples
     result = stats.equal_rate_test(grouped, options)
@@ -942,6 +958,23 @@ def test_sign_flips_monte_carlo_agree_with_enumeration_and_ties_count():
 # One slice's interval at the edges
 
 
+def test_an_interval_needs_two_speakers_with_words():
+    # h: two speakers but only one holds words (the other's insertions add errors only); i: 1 and 5 words.
+    grouped = stats.slice_cells(errors=[3, 1, 0, 2, 1], ref_words=[30, 0, 1, 5, 1], clusters=["h1", "h2", "i1", "i2", "w1"], slices=["h", "h", "i", "i", "w"])
+    result = stats.slice_intervals(grouped, StatsOptions(min_speakers=1, min_words=0))
+    assert result.n_speakers.tolist() == [2, 2, 1]
+    assert math.isnan(result.variance[0]) and math.isnan(result.lower[0]) and math.isnan(result.degrees_of_freedom[0])
+    rate, variance, df = cr3([0, 2], [1, 5])
+    assert result.variance[1] == pytest.approx(variance) and result.degrees_of_freedom[1] == pytest.approx(df) and np.isfinite(result.lower[1])
+    assert result.n_effective_speakers.tolist() == pytest.approx([1.0, 36 / 26, 1.0])  # one word: one effective speaker
+
+
+def test_linear_bounds_of_a_negative_rounding_variance_are_nan_and_quiet():
+    low, high = stats._intervals.linear_bounds(np.array([0.1, 0.2]), np.array([-1e-20, 0.01]), np.array([5.0, 5.0]), 0.95)
+    assert math.isnan(low[0]) and math.isnan(high[0]) and high[1] == pytest.approx(0.2 + scipy_stats.t.ppf(0.975, 5) * 0.1)
+    assert low.dtype == np.float64 and high.dtype == np.float64
+
+
 def test_slice_intervals_at_the_edges():
     # z: no errors from one speaker (the Poisson bound needs no spread); n: no words at all; o: one speaker with errors.
     grouped = stats.slice_cells(errors=[0, 0, 0, 3], ref_words=[40, 0, 0, 30], clusters=["z1", "n1", "n2", "o1"], slices=["z", "n", "n", "o"])
@@ -952,14 +985,16 @@ def test_slice_intervals_at_the_edges():
     assert result.wer[o] == pytest.approx(0.1) and math.isnan(result.lower[o]) and math.isnan(result.variance[o]) and math.isnan(result.degrees_of_freedom[o])
     assert result.n_utterances.tolist() == [2, 1, 1] and result.n_speakers.tolist() == [2, 1, 1]
     assert result.confidence == 0.95 and result.method == "cr3_bell_mccaffrey_t_log"
-    # bounds() recomputes at another level; mask_small withholds small slices' bounds.
-    flagged = stats.slice_intervals(grouped, StatsOptions(min_speakers=1, min_words=35))
-    assert flagged.small.tolist() == [True, True, False]
+    assert result.n_utterances.dtype == np.int64
+    # bounds() recomputes at another level; by default it withholds small slices' bounds (p: 20 words, 2 speakers).
+    more = stats.slice_cells(errors=[0, 0, 0, 3, 1, 3], ref_words=[40, 0, 0, 30, 10, 10], clusters=["z1", "n1", "n2", "o1", "p1", "p2"], slices=["z", "n", "n", "o", "p", "p"])
+    flagged = stats.slice_intervals(more, StatsOptions(min_speakers=1, min_words=35))
+    assert flagged.small.tolist() == [True, True, True, False]
     low, high = flagged.bounds(0.5)
-    assert math.isnan(low[o]) and math.isnan(high[o]) and low[z] == 0 and high[z] == pytest.approx(-math.log(0.25) / 40)
+    assert math.isnan(low[2]) and math.isnan(high[2]) and low[3] == 0 and high[3] == pytest.approx(-math.log(0.25) / 40)
     assert low.dtype == np.float64 and high.dtype == np.float64
-    raw_low, _ = flagged.bounds(0.5, mask_small=False)
-    assert raw_low[z] == 0.0
+    raw_low, raw_high = flagged.bounds(0.5, mask_small=False)
+    assert (raw_low[2], raw_high[2]) == (pytest.approx(log_interval([1, 3], [10, 10], 0.5)[0]), pytest.approx(log_interval([1, 3], [10, 10], 0.5)[1]))
     with pytest.raises(ValueError):
         result.wer[0] = 1.0  # results are read-only
 
@@ -1064,6 +1099,8 @@ def test_gaps_of_one_word_and_of_a_slice_without_rows():
     full = stats.gaps_to_overall(stats.cells_from_codes(np.array(A_ERRORS + B_ERRORS), np.array(A_WORDS + B_WORDS), np.arange(11), np.arange(11), np.repeat([0, 1], [5, 6]), ("a", "b")), StatsOptions())
     assert result.gap.shape == (3,) and math.isnan(result.gap[2]) and math.isnan(result.gap_lower[2])
     assert result.gap_lower[:2].tolist() == pytest.approx(full.gap_lower.tolist()) and result.ratio_upper[:2].tolist() == pytest.approx(full.ratio_upper.tolist())
+    sized = stats.slice_intervals(grouped, StatsOptions())
+    assert sized.n_speakers.tolist() == [5, 6, 0] and sized.n_utterances.tolist() == [5, 6, 0] and math.isnan(sized.wer[2])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1121,3 +1158,48 @@ def test_sign_flips_monte_carlo_redone_from_the_same_random_stream(monkeypatch):
     monkeypatch.setattr(stats._resampling, "CELLS_PER_CHUNK", 3 * speakers.size)
     chunked, _ = stats._resampling.sign_flip_p_values(slices, clusters, differences, 4, 500, np.random.default_rng(9))
     assert chunked.tolist() == pytest.approx(p.tolist())
+
+
+def test_cells_keep_label_types_counts_and_category_order():
+    labels = stats.cluster_labels(speakers=[1, "1", np.nan], utterance_ids=["u1", "u2", "u3"])
+    assert labels.tolist() == [1, "1", "utterance:u3"]
+    grouped = stats.cells_from_codes(np.array([1.0, 2, 3]), np.array([9.0, 9, 9]), np.array([0, 1, 1]), [7, "a"], np.array([0, 0, 0]), ("all",), n_utterances=[3, 2, 4])
+    assert grouped.n_utterances.tolist() == [3, 6] and grouped.n_utterances.dtype == np.int64 and grouped.cluster_names.tolist() == [7, "a"]
+    # Numeric speakers sort as numbers and stay numbers; categorical labels keep their category order.
+    numeric = stats.slice_cells(errors=[1, 2, 3], ref_words=[5, 5, 5], clusters=[10, 2, 1])
+    assert numeric.cluster_names.tolist() == [1, 2, 10] and numeric.errors.tolist() == [3.0, 2.0, 1.0]
+    categorical = pd.Series(pd.Categorical(["b", "a", "c"], categories=["c", "b", "a"]))
+    assert stats.slice_cells(errors=[1, 2, 3], ref_words=[5, 5, 5], clusters=categorical).cluster_names.tolist() == ["c", "b", "a"]
+    assert stats.slice_cells(errors=[1, 2, 3], ref_words=[5, 5, 5], clusters=["x", "y", "z"], slices=categorical).slices == ("c", "b", "a")
+
+
+def test_cells_from_frame_names_the_bad_column():
+    frame = results_rows()
+    frame.loc[2, "errors"] = -1
+    with pytest.raises(StatsInputError, match=r"^errors holds 1 negative value\(s\) \(first at row 2: -1.0\)"):
+        stats.cells_from_frame(frame, by="age")
+    frame.loc[2, "ref_chars"] = np.nan
+    with pytest.raises(StatsInputError, match=r"^ref_chars holds 1 NaN or infinite value\(s\) \(first at row 2\)"):
+        stats.cells_from_frame(frame, by="age", errors="char_errors", words="ref_chars")
+
+
+def test_paired_changes_by_monte_carlo_and_to_no_errors():
+    # m: 14 speakers all changed (2^14 sign patterns: Monte Carlo with the default family of one);
+    # fixed: run B makes no errors at all.
+    rng = np.random.default_rng(23)
+    words = rng.integers(20, 50, size=24).astype(float)
+    errors_a = rng.integers(1, 8, size=24).astype(float)
+    errors_b = errors_a + np.where(np.arange(24) < 14, rng.choice([-1.0, 1.0, 2.0], size=24), 0.0)
+    errors_b[14:] = 0.0
+    labels = ["m"] * 14 + ["fixed"] * 10
+    speakers = [f"s{i:02d}" for i in range(24)]
+    cells_a = stats.slice_cells(errors=errors_a, ref_words=words, clusters=speakers, slices=labels)
+    cells_b = stats.slice_cells(errors=errors_b, ref_words=words, clusters=speakers, slices=labels)
+    result = stats.paired_changes(cells_a, cells_b, StatsOptions())
+    fixed, m = result.slices.index("fixed"), result.slices.index("m")
+    assert not result.p_value_exact[m] and result.p_value[m] * 2001 - 1 == pytest.approx(round(result.p_value[m] * 2001 - 1), abs=1e-6)
+    assert result.value_b[fixed] == 0 and result.relative[fixed] == -1
+    assert math.isnan(result.relative_lower[fixed]) and math.isnan(result.relative_upper[fixed])  # no log of a zero rate
+    assert np.isfinite(result.delta_lower[fixed]) and np.isfinite(result.relative_lower[m])
+    assert result.delta[fixed] == pytest.approx(-errors_a[14:].sum() / words[14:].sum())
+    assert result.p_value_exact[fixed] and result.p_value[fixed] == pytest.approx(2 / 1024)
