@@ -16,15 +16,15 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# Every mutant of these modules, and of render.py only the CSV writer and its formula defusing.
+# Every mutant of these modules; of render.py only the CSV writer, and of escaping.py its formula defusing.
 SCOPE = (
     "harness.stats.*",
     "harness.scoring.*",
     "harness.seeding.*",
     "harness.normalize.*",
     "harness.report.slices.*",
-    "harness.report.render.x_csv_safe__mutmut_*",
     "harness.report.render.x_write_csv__mutmut_*",
+    "harness.escaping.x_escape_csv__mutmut_*",
 )
 # mutmut's exit codes per mutant (mutmut/stats.py).
 KILLED, SURVIVED, NO_TESTS, TIMEOUT = {1, 3}, {0}, {5, 33}, {-24, 24, 36, 152, 255}

@@ -3,7 +3,7 @@ backend, scoring, results store, report): rows with no label and small slices ar
 anchor, report.csv defuses spreadsheet formulas, and inline SVG never carries script.
 
 Every expected number is counted here from the planted errors, not read back from the code under test.
-Each test was checked to fail with the guarantee removed (the rule bypassed, csv_safe a no-op, the SVG
+Each test was checked to fail with the guarantee removed (the rule bypassed, escape_csv a no-op, the SVG
 filter deleted).
 """
 
@@ -23,7 +23,7 @@ from harness.backends import load_backend
 from harness.manifest import load_manifest
 from harness.report import ReportOptions, build_report, write_report
 from harness.report.html import inline_svg
-from harness.report.render import FORMULA_PREFIXES, csv_safe
+from harness.escaping import FORMULA_PREFIXES, escape_csv
 from harness.report.slices import NOT_GIVEN
 from harness.runner import run_evaluation
 
@@ -242,10 +242,10 @@ def test_report_csv_is_utf8_whatever_the_locale(tmp_path):
 
 
 @pytest.mark.parametrize("prefix", FORMULA_PREFIXES)
-def test_csv_safe_quotes_each_formula_prefix_and_leaves_the_rest(prefix):
-    assert csv_safe(prefix + "cmd") == "'" + prefix + "cmd"
-    assert csv_safe("cmd" + prefix) == "cmd" + prefix
-    assert csv_safe(-0.25) == -0.25 and csv_safe(None) is None and csv_safe(True) is True
+def test_escape_csv_quotes_each_formula_prefix_and_leaves_the_rest(prefix):
+    assert escape_csv(prefix + "cmd") == "'" + prefix + "cmd"
+    assert escape_csv("cmd" + prefix) == "cmd" + prefix
+    assert escape_csv(-0.25) == -0.25 and escape_csv(None) is None and escape_csv(True) is True
 
 
 def _is_number(cell: str) -> bool:

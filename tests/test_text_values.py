@@ -33,7 +33,8 @@ def test_unknown_normaliser_message_lists_every_choice():
 
 def test_normalizer_version_names_what_produced_the_text():
     assert normalizer_version("whisper-english") == f"whisper-normalizer {version('whisper-normalizer')}"
-    assert normalizer_version("basic") == "asrfair basic" and normalizer_version("ascii") == "asrfair ascii"
+    assert normalizer_version("basic") == normalizer_version("basic-unicode") == "asrfair basic 2 (NFKC, casefold, every script)"
+    assert normalizer_version("ascii") == "asrfair ascii" and normalizer_version("none") == "asrfair none"
 
 
 def test_counts_are_integer_arrays_of_paired_texts():
