@@ -16,7 +16,37 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# Every mutant of these modules; of render.py only the CSV writer, and of escaping.py its formula defusing.
+# The runner's core: planning what is not stored, and the counts a session records (not run_evaluation's
+# plumbing, the out-folder checks or the error messages).
+RUNNER = ("Conditionǁkey", "build_conditions", "plan_work", "_count_failed", "_count_cached", "_keys", "_count_in", "_sum_stats", "_open_run")
+# One unit of work: preparing (decoding, limits, per-utterance noise seeds, babble), transcribing in
+# batches with failures isolated, scoring into result rows.
+PIPELINE = (
+    "PreparedUnitǁseeds", "BabbleCandidatesǁposition", "BabbleCandidatesǁutterance", "AudioLoaderǁ__call__",
+    "reference_too_long", "babble_pool_for", "work_utterances", "prepare_unit", "_noise_seed", "_prepare_one",
+    "transcribe_unit", "score_unit", "run_unit",
+)
+# The store: buffering and grouped commits, the duplicate check, retry replacement, discarding,
+# compaction, reading back (superseded rows skipped, the ledger deciding), done keys, the schema.
+# Not durability (fsync cannot be observed short of pulling the power), closing or messages alone.
+STORE = (
+    "ResultStoreǁ__init__", "ResultStoreǁappend", "ResultStoreǁflush", "ResultStoreǁ_commit",
+    "ResultStoreǁ_replace_retryable", "ResultStoreǁdiscard", "ResultStoreǁcompact", "ResultStoreǁexport",
+    "ResultStoreǁcount", "ResultStoreǁdone_keys", "ResultStoreǁretryable_keys", "ResultStoreǁfailure_counts",
+    "ResultStoreǁread_table", "ResultStoreǁ_listed_only", "ResultStoreǁ_stored_schema", "ResultStoreǁ_next_part",
+    "ResultStoreǁ_superseded", "ResultStoreǁ_remove_orphans",
+    "result_schema", "conform", "rows_to_table", "retryable_mask", "tag_names_of", "_insert_keys", "_drop_superseded",
+    "_read_part", "_duplicate_message", "_is_legacy", "_schema_json", "_schema_from_json",
+)
+
+
+def _functions(module: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    # mutmut 3 names a mutant <module>.x_<function>__mutmut_<n>, or <module>.xǁ<class>ǁ<method>__mutmut_<n>.
+    return tuple(f"{module}.{'xǁ' + name if 'ǁ' in name else 'x_' + name}__mutmut_*" for name in names)
+
+
+# Every mutant of these modules; of render.py only the CSV writer, of escaping.py its formula defusing,
+# and of the runner, pipeline and store the functions named above.
 SCOPE = (
     "harness.stats.*",
     "harness.scoring.*",
@@ -25,6 +55,9 @@ SCOPE = (
     "harness.report.slices.*",
     "harness.report.render.x_write_csv__mutmut_*",
     "harness.escaping.x_escape_csv__mutmut_*",
+    *_functions("harness.runner", RUNNER),
+    *_functions("harness.pipeline", PIPELINE),
+    *_functions("harness.store", STORE),
 )
 # mutmut's exit codes per mutant (mutmut/stats.py).
 KILLED, SURVIVED, NO_TESTS, TIMEOUT = {1, 3}, {0}, {5, 33}, {-24, 24, 36, 152, 255}
