@@ -116,15 +116,27 @@ def survivors() -> list[str]:
     return names
 
 
+def not_killed() -> list[str]:
+    """Mutants in scope not yet run, or not killed (survived, or no test reached them): what a resumed
+    run tests again after tests were added. A killed mutant stays killed: a new test cannot revive it."""
+    names = []
+    for meta in sorted((ROOT / "mutants" / "harness").rglob("*.py.meta")):
+        names += [n for n, code in json.loads(meta.read_text())["exit_code_by_key"].items() if in_scope(n) and (code is None or code in SURVIVED or code in NO_TESTS)]
+    return names
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-children", type=int, default=2)
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--survivors", action="store_true", help="list the surviving mutants (mutmut show NAME shows each)")
+    parser.add_argument("--resume", action="store_true", help="test only the mutants in scope not yet run or not killed (after an interruption, or after adding tests)")
     args = parser.parse_args()
     if not args.report_only and not args.survivors:
         mutmut = Path(sys.executable).with_name("mutmut")
-        subprocess.run([str(mutmut), "run", "--max-children", str(args.max_children), *SCOPE], cwd=ROOT, check=True)
+        names = not_killed() if args.resume else SCOPE
+        if names:
+            subprocess.run([str(mutmut), "run", "--max-children", str(args.max_children), *names], cwd=ROOT, check=True)
     if args.survivors:
         print("\n".join(survivors()))
         return
