@@ -1203,3 +1203,36 @@ def test_paired_changes_by_monte_carlo_and_to_no_errors():
     assert np.isfinite(result.delta_lower[fixed]) and np.isfinite(result.relative_lower[m])
     assert result.delta[fixed] == pytest.approx(-errors_a[14:].sum() / words[14:].sum())
     assert result.p_value_exact[fixed] and result.p_value[fixed] == pytest.approx(2 / 1024)
+
+
+def test_paired_changes_from_no_errors_at_the_boundaries_and_reproducibly():
+    # from0: run A makes no errors, run B errs for 9 of 10 speakers (a relative change from zero is not
+    # defined); edge: exactly min_speakers (8) speakers changed, so its interval is given; one: a slice
+    # of one word; mc: 16 speakers changed, Monte Carlo p-values that must come from the options' seed.
+    rows = []
+    for i in range(10):
+        rows.append((f"z{i}", "from0", 0.0, 1.0 if i < 9 else 0.0, 20.0 + i))
+    for i in range(10):
+        rows.append((f"e{i}", "edge", 3.0, 3.0 + (1.0 if i % 2 else -1.0) * (i < 8), 30.0 + i))
+    rows.append(("o0", "one", 0.0, 1.0, 1.0))
+    for i in range(16):
+        rows.append((f"m{i:02d}", "mc", 5.0, 5.0 + [1.0, -1.0, 2.0, 1.0][i % 4], 40.0 + i))
+    s, labels, ea, eb, w = (list(column) for column in zip(*rows, strict=True))
+    cells_a = stats.slice_cells(errors=ea, ref_words=w, clusters=s, slices=labels)
+    cells_b = stats.slice_cells(errors=eb, ref_words=w, clusters=s, slices=labels)
+    options = StatsOptions(min_speakers=8, min_words=1)
+    result = stats.paired_changes(cells_a, cells_b, options)
+    k = {label: result.slices.index(label) for label in ("from0", "edge", "one", "mc")}
+    assert result.n_speakers_changed.dtype == np.int64 and result.n_speakers_changed.tolist()[k["edge"]] == 8
+    assert result.value_a[k["from0"]] == 0 and result.n_speakers_changed[k["from0"]] == 9
+    for name in ("relative", "relative_lower", "relative_upper"):
+        value = getattr(result, name)
+        assert value.dtype == np.float64 and math.isnan(value[k["from0"]]), name  # no ratio to a zero rate
+    assert np.isfinite(result.delta_lower[k["from0"]])  # the difference is defined
+    assert np.isfinite(result.delta_lower[k["edge"]]) and np.isfinite(result.relative_lower[k["edge"]])  # 8 changed: not too few
+    assert result.words[k["one"]] == 1 and result.p_value[k["one"]] == 1.0 and result.p_value_exact[k["one"]]
+    # The Monte Carlo p-value is redone from the options' seed: the same value every time.
+    again = stats.paired_changes(cells_a, cells_b, options)
+    assert not result.p_value_exact[k["mc"]] and result.p_value[k["mc"]] == again.p_value[k["mc"]]
+    other_seed = stats.paired_changes(cells_a, cells_b, StatsOptions(min_speakers=8, min_words=1, seed=1))
+    assert other_seed.p_value[k["mc"]] != result.p_value[k["mc"]]
