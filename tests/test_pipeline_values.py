@@ -114,10 +114,15 @@ def test_conditions_are_clean_then_each_profile_at_each_snr():
     assert conditions[0].profile is None and conditions[1].profile is white and conditions[3].profile is telephone
     assert [c.key for c in build_conditions([], [])] == ["clean"]
     assert [c.key for c in build_conditions([telephone], [])] == ["clean", "telephone"]
-    with pytest.raises(ConfigError, match="no profile adds noise at an SNR"):
-        build_conditions([telephone], [10])
-    with pytest.raises(ConfigError, match="no --profile is"):
+    with pytest.raises(ConfigError) as error:
+        build_conditions([telephone, load_profile("clipping")], [10, 2.5])
+    assert str(error.value) == (
+        "--snr 10,2.5 is given, but no profile adds noise at an SNR ('telephone', 'clipping' do not), so it would be ignored. "
+        "Add a noise profile, e.g. --profile pink --snr 20,10,0 (see `asrfair noise list`), or drop --snr."
+    )
+    with pytest.raises(ConfigError) as error:
         build_conditions([], [10])
+    assert str(error.value).startswith("--snr 10 is given, but no --profile is, so it would be ignored. Add a noise profile")
     with pytest.raises(ConfigError, match="profile 'white' adds noise at an SNR"):
         build_conditions([white], [])
     with pytest.raises(ConfigError, match="conditions repeat"):
@@ -418,3 +423,58 @@ def test_score_unit_of_a_replayed_unit_has_no_durations(tmp_path):
     assert table.column("errors").to_pylist() == [1, None] and table.column("latency_s").to_pylist() == [0.5, None]
     assert table.column("attempts").to_pylist() == [1, 2] and table.column("failure").to_pylist() == [None, "retryable"]
     assert table.column("audio_duration_s").to_pylist() == [None, None] and table.column("status").to_pylist() == ["ok", "failed"]
+
+
+def test_work_rows_keep_embedded_audio_and_segments(tmp_path):
+    audio = tone(tmp_path / "long.wav", 8000, 300)
+    utterances = [Utterance(id="b", text="x", audio=None, audio_bytes=audio.read_bytes(), speaker="s"),
+                  Utterance(id="seg", text="y", audio=audio, speaker="s", offset_s=0.125, duration_s=0.25)]
+    table = utterances_table(utterances)
+    job = Job(manifest=table, rows=np.array([0, 1]), condition_indices=np.array([0, 0], dtype=np.int32), spec=spec_of(), candidates=None)
+    embedded, segment = work_utterances(job.unit(0, 2))
+    assert embedded.audio is None and embedded.audio_bytes == audio.read_bytes() and embedded.offset_s is None
+    assert (segment.offset_s, segment.duration_s, segment.audio_bytes) == (0.125, 0.25, None)
+    prepared = prepare_unit(job.unit(0, 2), spec_of(), AudioLoader(RATE), None)
+    assert prepared.errors == [None, None] and prepared.durations_s == [0.5, 0.25]
+    whole = soundfile.read(audio, dtype="float32")[0]
+    assert np.array_equal(prepared.samples[0], whole) and np.array_equal(prepared.samples[1], whole[2000:6000])
+
+
+def test_decoded_audio_is_shared_read_only_and_bounded_in_length(tmp_path):
+    manifest = manifest_of(tmp_path, [1600, 4800])
+    utterance = next(iter(manifest))
+    samples = AudioLoader(RATE)(utterance)
+    assert not samples.flags.writeable  # shared through the cache: a transform cannot edit it in place
+    with pytest.raises(ValueError):
+        samples[0] = 1.0
+    short = AudioLoader(RATE, max_duration_s=0.2)
+    spec = spec_of()
+    unit, candidates = unit_of(manifest, spec, [0, 1], [0, 0])
+    prepared = prepare_unit(unit, spec, short, candidates)
+    assert prepared.errors[0] is None and "more than the limit of 0.2 s per utterance" in prepared.errors[1]
+
+
+def test_babble_mixes_in_other_utterances_of_the_manifest(tmp_path):
+    from harness.noise import apply_profile
+
+    # u0 and u1 on disk, u2 embedded: every talker decodes, whichever way the manifest holds it.
+    paths = [tone(tmp_path / f"b{i}.wav", 3200, 150 + 70 * i) for i in range(3)]
+    utterances = [Utterance(id="u0", text="one", audio=paths[0], speaker="s0"), Utterance(id="u1", text="one", audio=paths[1], speaker="s1"),
+                  Utterance(id="u2", text="one", audio=None, audio_bytes=paths[2].read_bytes(), speaker="s2")]
+    manifest = Manifest.from_utterances(utterances, source="test", sha256="0" * 64, format="jsonl")
+    babble = prepare(load_profile("babble"), RATE)
+    spec = spec_of((Condition(name="babble", snr_db=5.0, profile=babble),), seed=4)
+    unit, candidates = unit_of(manifest, spec, [0, 1, 2], [0, 0, 0])
+    prepared = prepare_unit(unit, spec, AudioLoader(RATE), candidates)
+    assert prepared.errors == [None, None, None]
+    load = AudioLoader(RATE)
+    for i, utterance in enumerate(utterances):
+        clean = load(utterance)
+        others = [load(u) for u in utterances if u.id != utterance.id]
+        expected, records = apply_profile(babble, clean.copy(), RATE, snr_db=5.0, rng=rng_for(4, utterance.id, "babble@5dB"),
+                                          babble_pool=lambda n, rng, others=others: [others[j] for j in rng.choice(len(others), size=min(n, len(others)), replace=False)])
+        assert np.array_equal(prepared.samples[i], expected), utterance.id
+        assert not np.array_equal(prepared.samples[i], clean)
+    # Without candidates there is no one to babble with: the row fails alone, saying so.
+    alone = prepare_unit(unit, spec, AudioLoader(RATE), None)
+    assert alone.errors[0].startswith("condition babble@5dB: babble needs other utterances with audio in the manifest")

@@ -1236,3 +1236,16 @@ def test_paired_changes_from_no_errors_at_the_boundaries_and_reproducibly():
     assert not result.p_value_exact[k["mc"]] and result.p_value[k["mc"]] == again.p_value[k["mc"]]
     other_seed = stats.paired_changes(cells_a, cells_b, StatsOptions(min_speakers=8, min_words=1, seed=1))
     assert other_seed.p_value[k["mc"]] != result.p_value[k["mc"]]
+
+
+def test_equal_rates_everywhere_are_never_evidence_of_a_difference():
+    # Every speaker errs 2 in 20 words in every slice: each resample's rates equal the observed ones
+    # exactly, so every resample is as extreme as the data and p is 1, by bootstrap (speakers in both
+    # slices) and by permutation (each speaker in one slice).
+    shared = stats.slice_cells(errors=[2.0] * 12, ref_words=[20.0] * 12, clusters=[f"s{i % 6}" for i in range(12)], slices=["a"] * 6 + ["b"] * 6)
+    nested = stats.slice_cells(errors=[2.0] * 12, ref_words=[20.0] * 12, clusters=[f"s{i}" for i in range(12)], slices=["a"] * 6 + ["b"] * 6)
+    for cells, method in ((shared, "speaker_bootstrap_centred_studentized"), (nested, None)):
+        result = stats.equal_rate_test(cells, StatsOptions())
+        assert result.statistic == 0.0 and result.p_value == 1.0, method
+        if method is not None:
+            assert result.method == method

@@ -330,3 +330,21 @@ def test_a_reopened_store_keeps_its_schema_and_rows(tmp_path):
     plain = ResultStore(tmp_path / "other" / RESULTS_FILE)
     assert plain.schema.equals(result_schema()) and plain.legacy is False
     plain.close()
+
+
+def test_discarding_goes_on_past_keys_it_does_not_hold(tmp_path):
+    store = ResultStore(tmp_path / RESULTS_FILE, schema=SCHEMA)
+    store.write_batch(rows([0, 1, 2]))
+    assert store.discard([("u9", "clean"), ("u0", "pink"), ("u2", "clean"), ("u0", "clean")]) == 2
+    assert keyed(store.read_table()) == [("u1", "clean")]
+    store.close()
+
+
+def test_a_ledger_emptied_by_hand_lists_no_rows(tmp_path):
+    path = tmp_path / RESULTS_FILE
+    with ResultStore(path, schema=SCHEMA) as store:
+        store.write_batch(rows([0, 1]))
+    with sqlite3.connect(path) as connection:
+        connection.execute("DELETE FROM results")
+    table = ResultStore(path, readonly=True).read_table()
+    assert table.num_rows == 0 and table.schema.equals(SCHEMA)
