@@ -179,7 +179,7 @@ def test_session_counts():
     assert _keys(table).to_pylist() == ["a\x1fclean", "b\x1fclean", "c\x1fx", "d\x1fclean"]
     assert _count_in(table, pa.array(["b\x1fclean", "c\x1fclean", "d\x1fclean"])) == 2
     assert _count_in(table, pa.chunked_array([["c\x1fx"], ["a\x1fclean"]])) == 2
-    assert _count_in(table, pa.array([], type=pa.string())) == 0
+    assert _count_in(table, pa.array([], type=pa.string())) == 0 and _count_in(table, pa.array(["a\x1fx"])) == 0
 
 
 def test_backend_stats_add_up_over_sessions_key_by_key():
@@ -367,6 +367,9 @@ def test_cached_transcripts_are_not_sent_again(tmp_path):
     second = transcribe_unit(prepared, backend, spec, cache.scope(backend))
     # u2's transcript carried a note (no hypothesis): it is never cached, so it is asked again.
     assert backend.batches == [["u2"]] and second.texts == ["one", "two", ""] and second.attempts == [0, 0, 3]
+    backend.batches.clear()
+    table = run_unit(prepared, backend, spec, cache.scope(backend))
+    assert backend.batches == [["u2"]] and table.column("attempts").to_pylist() == [0, 0, 3] and table.column("hypothesis").to_pylist() == ["one", "two", ""]
     cache.close()
 
 
