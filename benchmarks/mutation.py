@@ -131,13 +131,14 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--survivors", action="store_true", help="list the surviving mutants (mutmut show NAME shows each)")
     parser.add_argument("--resume", action="store_true", help="test only the mutants in scope not yet run or not killed (after an interruption, or after adding tests)")
-    parser.add_argument("--only", nargs="+", metavar="PATTERN", help="with --resume: only mutants matching these patterns, e.g. 'harness.runner.*'")
+    parser.add_argument("--rerun-survivors", action="store_true", help="test the surviving mutants again (after adding tests)")
+    parser.add_argument("--only", nargs="+", metavar="PATTERN", help="with --resume or --rerun-survivors: only mutants matching these patterns, e.g. 'harness.runner.*'")
     args = parser.parse_args()
     if not args.report_only and not args.survivors:
         from fnmatch import fnmatch
 
         mutmut = Path(sys.executable).with_name("mutmut")
-        names = not_killed() if args.resume else SCOPE
+        names = not_killed() if args.resume else survivors() if args.rerun_survivors else SCOPE
         if args.only:
             names = [name for name in names if any(fnmatch(name, pattern) for pattern in args.only)]
         if names:
