@@ -197,8 +197,17 @@ def test_a_run_resumes_only_with_the_same_configuration(tmp_path):
     with pytest.raises(ConfigError, match="already holds a run"):
         _open_run(tmp_path, config, resume=False)
     assert _open_run(tmp_path, config, resume=True)["status"] == "interrupted"
-    with pytest.raises(ConfigError, match="field 'seed' differs"):
+    from importlib import metadata
+
+    assert record["asrfair_version"] == metadata.version("asrfair") and record["created_at"].endswith("+00:00")
+    with pytest.raises(ConfigError) as error:
         _open_run(tmp_path, {**config, "seed": 2}, resume=True)
+    assert str(error.value) == (
+        f"{tmp_path / 'run.json'}: field 'seed' differs from this invocation (run has 1, now 2). "
+        "Resume only with the same manifest, backend, normaliser, seed and conditions, or start a new --out directory."
+    )
+    with pytest.raises(ConfigError, match=r"\(run has \{\"sha256\": \"ab\"\}, now \"x{200}\)"):
+        _open_run(tmp_path, {**config, "manifest": "x" * 300}, resume=True)
     with pytest.raises(ConfigError, match="field 'normalizer' differs"):
         _open_run(tmp_path, {**config, "normalizer": "ascii"}, resume=True)
 

@@ -1249,3 +1249,8 @@ def test_equal_rates_everywhere_are_never_evidence_of_a_difference():
         assert result.statistic == 0.0 and result.p_value == 1.0, method
         if method is not None:
             assert result.method == method
+
+
+def test_a_missing_p_value_given_as_none_stays_missing():
+    assert np.isnan(stats.holm([0.01, None, 0.04])[1]) and stats.holm([0.01, None, 0.04])[[0, 2]].tolist() == [0.02, 0.04]
+    assert np.isnan(stats.benjamini_hochberg([0.01, None, 0.04])[1]) and stats.benjamini_hochberg([0.01, None, 0.04])[[0, 2]].tolist() == [0.02, 0.04]
