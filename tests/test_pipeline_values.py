@@ -206,7 +206,7 @@ def test_a_run_resumes_only_with_the_same_configuration(tmp_path):
         f"{tmp_path / 'run.json'}: field 'seed' differs from this invocation (run has 1, now 2). "
         "Resume only with the same manifest, backend, normaliser, seed and conditions, or start a new --out directory."
     )
-    with pytest.raises(ConfigError, match=r"\(run has \{\"sha256\": \"ab\"\}, now \"x{200}\)"):
+    with pytest.raises(ConfigError, match=r"\(run has \{\"sha256\": \"ab\"\}, now \"x{199}\)"):
         _open_run(tmp_path, {**config, "manifest": "x" * 300}, resume=True)
     with pytest.raises(ConfigError, match="field 'normalizer' differs"):
         _open_run(tmp_path, {**config, "normalizer": "ascii"}, resume=True)
