@@ -47,3 +47,24 @@ def test_counts_are_integer_arrays_of_paired_texts():
     for function in (word_counts, char_counts):
         with pytest.raises(ValueError):
             function(["one", "two"], ["one"])
+
+
+def test_the_ascii_route_splits_words_at_doubled_apostrophes_like_the_normaliser():
+    from harness.normalize import get_normalizer
+    from harness.scoring import normalize_many
+
+    basic = get_normalizer("basic")
+    texts = ["o'neil''s", "It's'", "''a'b''c'd", "rock'n'roll"]
+    assert normalize_many(texts, basic) == ["o'neil s", "it's", "a'b c'd", "rock'n'roll"] == [basic(t) for t in texts]
+
+
+def test_normalize_many_takes_any_iterable_and_any_normaliser():
+    import numpy as np
+
+    from harness.normalize import get_normalizer
+    from harness.scoring import normalize_many
+
+    basic, fold = get_normalizer("basic"), get_normalizer("basic-fold-diacritics")
+    assert normalize_many(np.array(["Hello, World", "Ça va"]), basic) == ["hello world", "ça va"]
+    assert normalize_many((t for t in ["Hello, World", "Ça va"]), fold) == ["hello world", "ca va"]
+    assert normalize_many(["Hello, World"], fold) == [fold("Hello, World")] == ["hello world"]
