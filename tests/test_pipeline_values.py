@@ -68,7 +68,7 @@ class Words(Backend):
             elif request.utterance_id in self.notes_for:
                 out.append(Transcript(text="", latency_s=0.25, attempts=3, note="no hypothesis"))
             else:
-                out.append(self.NAMES[round(len(request.samples) / (RATE / 10)) % 10])
+                out.append(self.NAMES[round(len(request.samples) / (request.sample_rate_hz / 10)) % 10])
         return out
 
     def describe(self):
@@ -98,7 +98,8 @@ def unit_of(manifest, spec, rows, condition_indices):
 def test_a_reference_longer_than_the_limit_fails_with_its_word_count():
     assert reference_too_long("a b c", 3) is None and reference_too_long("a b c", None) is None and reference_too_long("a b c", 0) is None
     message = reference_too_long("a  b c d", 3)
-    assert message.startswith("reference has 4 words, more than the limit of 3 per utterance")
+    assert message == ("reference has 4 words, more than the limit of 3 per utterance: aligning it would take memory in proportion "
+                       "to its length times the hypothesis's. Split the utterance, or raise --max-reference-words.")
     assert reference_too_long("abcdefgh", 3) is None  # many characters, one word
     assert reference_too_long("a b c", 2) == reference_too_long(" a\tb\nc ", 2)  # any white space splits words
 
@@ -417,6 +418,7 @@ def test_a_unit_with_every_row_scored(tmp_path):
     spec = spec_of(batch_size=8)
     prepared = prepared_of(tmp_path, [1600, 4800], spec, texts={0: "one", 1: "one two three"})
     table = run_unit(prepared, Words(), spec)
+    assert table.schema.equals(spec.schema)  # the declared types, even for a column of nothing but nulls
     assert table.column("status").to_pylist() == ["ok", "ok"] and table.column("errors").to_pylist() == [0, 2]
     assert table.column("hits").to_pylist() == [1, 1] and table.column("deletions").to_pylist() == [0, 2]
     assert table.column("hypothesis").to_pylist() == ["one", "three"] and table.column("error").to_pylist() == [None, None]
@@ -490,3 +492,51 @@ def test_babble_mixes_in_other_utterances_of_the_manifest(tmp_path):
     # Without candidates there is no one to babble with: the row fails alone, saying so.
     alone = prepare_unit(unit, spec, AudioLoader(RATE), None)
     assert alone.errors[0].startswith("condition babble@5dB: babble needs other utterances with audio in the manifest")
+
+
+class Raises(Words):
+    """Raises a TranscriptionError for a batch holding a bad utterance, as an HTTP backend does."""
+
+    name = "raises"
+
+    def __init__(self, bad=("u1",)):
+        super().__init__()
+        self.bad = set(bad)
+
+    def transcribe(self, batch):
+        self.batches.append([request.utterance_id for request in batch])
+        if any(request.utterance_id in self.bad for request in batch):
+            raise RetryableError("overloaded", attempts=5, latency_s=2.5)
+        return [Transcript(text=self.NAMES[round(len(r.samples) / (r.sample_rate_hz / 10)) % 10], latency_s=0.5, attempts=1) for r in batch]
+
+
+def test_a_raised_transcription_error_fails_only_its_utterance_with_its_kind(tmp_path):
+    spec = spec_of(batch_size=3)
+    prepared = prepared_of(tmp_path, [1600, 3200, 4800], spec)
+    backend = Raises()
+    out = transcribe_unit(prepared, backend, spec)
+    assert backend.batches == [["u0", "u1", "u2"], ["u0"], ["u1"], ["u2"]]
+    assert out.texts == ["one", None, "three"] and out.failures == [None, "backend 'raises': overloaded", None]
+    assert out.kinds == [None, "retryable", None] and out.attempts == [1, 5, 1] and out.latency_s == [0.5, 2.5, 0.5]
+
+
+def test_noisy_transcripts_are_cached_with_their_noise_seed_and_latency(tmp_path):
+    from harness.cache import TranscriptCache
+
+    white = prepare(load_profile("white"), RATE)
+    spec = spec_of((Condition(name="white", snr_db=10.0, profile=white),), batch_size=4)
+    manifest = manifest_of(tmp_path, [1600, 3200])
+    unit, candidates = unit_of(manifest, spec, [0, 1], [0, 0])
+    prepared = prepare_unit(unit, spec, AudioLoader(RATE), candidates)
+    backend = Raises(bad=())
+    cache = TranscriptCache(tmp_path / "cache.sqlite")
+    first = transcribe_unit(prepared, backend, spec, cache.scope(backend))
+    assert first.texts == ["one", "two"] and len(cache) == 2
+    backend.batches.clear()
+    again = transcribe_unit(prepared, backend, spec, cache.scope(backend))
+    assert backend.batches == [] and again.texts == ["one", "two"] and again.latency_s == [0.5, 0.5] and again.attempts == [0, 0]
+    # Another run seed draws other noise: nothing cached applies.
+    other = prepare_unit(unit, spec_of(spec.conditions, seed=99, batch_size=4), AudioLoader(RATE), candidates)
+    transcribe_unit(other, backend, spec, cache.scope(backend))
+    assert backend.batches == [["u0", "u1"]]
+    cache.close()
