@@ -348,3 +348,23 @@ def test_a_ledger_emptied_by_hand_lists_no_rows(tmp_path):
         connection.execute("DELETE FROM results")
     table = ResultStore(path, readonly=True).read_table()
     assert table.num_rows == 0 and table.schema.equals(SCHEMA)
+
+
+def test_an_old_store_is_read_only_through_its_own_reader(tmp_path):
+    with sqlite3.connect(tmp_path / RESULTS_FILE) as connection:
+        connection.execute("CREATE TABLE results (utterance_id TEXT, condition_key TEXT, tags_json TEXT)")
+    store = ResultStore(tmp_path / RESULTS_FILE, readonly=True)
+    assert store.legacy
+    with pytest.raises(ConfigError) as error:
+        store.read_table()
+    assert str(error.value) == f"{tmp_path / RESULTS_FILE} was written by an older asrfair (one SQLite row per result). Reports still read it; to continue the run, start a new --out directory."
+
+
+def test_a_part_that_stays_missing_is_an_error_after_retries(tmp_path):
+    with ResultStore(tmp_path / RESULTS_FILE, schema=SCHEMA) as store:
+        store.write_batch(rows([0]))
+    (tmp_path / PARTS_DIR / "part-00000001.arrow").unlink()
+    started = time.monotonic()
+    with pytest.raises(FileNotFoundError):
+        ResultStore(tmp_path / RESULTS_FILE, readonly=True).read_table()
+    assert 0.15 <= time.monotonic() - started < 3  # four pauses of 0.05 s for a compacting writer, then the error
