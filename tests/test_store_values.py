@@ -368,3 +368,20 @@ def test_a_part_that_stays_missing_is_an_error_after_retries(tmp_path):
     with pytest.raises(FileNotFoundError):
         ResultStore(tmp_path / RESULTS_FILE, readonly=True).read_table()
     assert 0.15 <= time.monotonic() - started < 3  # four pauses of 0.05 s for a compacting writer, then the error
+
+
+def test_an_old_store_is_refused_for_writing_naming_it(tmp_path):
+    with sqlite3.connect(tmp_path / RESULTS_FILE) as connection:
+        connection.execute("CREATE TABLE results (utterance_id TEXT, condition_key TEXT, tags_json TEXT)")
+    with pytest.raises(ConfigError) as error:
+        ResultStore(tmp_path / RESULTS_FILE)
+    assert str(error.value).startswith(f"{tmp_path / RESULTS_FILE} was written by an older asrfair (one SQLite row per result).")
+
+
+def test_a_store_in_a_new_nested_folder_and_a_reader_with_its_own_schema(tmp_path):
+    path = tmp_path / "a" / "b" / RESULTS_FILE
+    with ResultStore(path, schema=SCHEMA) as store:
+        store.write_batch(rows([0]))
+    narrow = ResultStore(path, readonly=True, schema=result_schema())
+    assert narrow.schema.equals(result_schema()) and "tag.accent" not in narrow.read_table().column_names
+    assert "tag.accent" in ResultStore(path, readonly=True).read_table().column_names
