@@ -385,3 +385,13 @@ def test_a_store_in_a_new_nested_folder_and_a_reader_with_its_own_schema(tmp_pat
     narrow = ResultStore(path, readonly=True, schema=result_schema())
     assert narrow.schema.equals(result_schema()) and "tag.accent" not in narrow.read_table().column_names
     assert "tag.accent" in ResultStore(path, readonly=True).read_table().column_names
+
+
+def test_a_writer_reopened_with_fewer_columns_keeps_the_stored_ones(tmp_path):
+    path = tmp_path / RESULTS_FILE
+    with ResultStore(path, schema=SCHEMA) as store:
+        store.write_batch(rows([0]))
+    with ResultStore(path, schema=result_schema()) as store:
+        assert store.schema.equals(SCHEMA)
+        store.write_batch(rows([1]))
+        assert store.read_table(columns=["tag.accent"]).column("tag.accent").to_pylist() == ["us", "us"]
