@@ -209,11 +209,11 @@ def test_a_run_resumes_only_with_the_same_configuration(tmp_path):
     )
     with pytest.raises(ConfigError, match=r"\(run has \{\"sha256\": \"ab\"\}, now \"x{199}\)"):
         _open_run(tmp_path, {**config, "manifest": "x" * 300}, resume=True)
+    with pytest.raises(ConfigError, match="field 'normalizer' differs"):
+        _open_run(tmp_path, {**config, "normalizer": "ascii"}, resume=True)
     (tmp_path / "run.json").write_text(json.dumps({**record, "manifest": "y" * 300}))
     with pytest.raises(ConfigError, match=r"\(run has \"y{199}, now \{\"sha256\": \"ab\"\}\)"):
         _open_run(tmp_path, config, resume=True)
-    with pytest.raises(ConfigError, match="field 'normalizer' differs"):
-        _open_run(tmp_path, {**config, "normalizer": "ascii"}, resume=True)
 
 
 # -- preparation and seeding -------------------------------------------------------------------
