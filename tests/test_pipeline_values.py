@@ -380,6 +380,17 @@ def test_cached_transcripts_are_not_sent_again(tmp_path):
     second = transcribe_unit(prepared, backend, spec, cache.scope(backend))
     # u2's transcript carried a note (no hypothesis): it is never cached, so it is asked again.
     assert backend.batches == [["u2"]] and second.texts == ["one", "two", ""] and second.attempts == [0, 0, 3]
+    cache.close()
+
+
+def test_run_unit_takes_transcripts_from_the_cache(tmp_path):
+    from harness.cache import TranscriptCache
+
+    spec = spec_of(batch_size=2)
+    prepared = prepared_of(tmp_path, [1600, 3200, 4800], spec)
+    backend = Words(notes={"u2"})
+    cache = TranscriptCache(tmp_path / "cache.sqlite")
+    run_unit(prepared, backend, spec, cache.scope(backend))
     backend.batches.clear()
     table = run_unit(prepared, backend, spec, cache.scope(backend))
     assert backend.batches == [["u2"]] and table.column("attempts").to_pylist() == [0, 0, 3] and table.column("hypothesis").to_pylist() == ["one", "two", ""]
