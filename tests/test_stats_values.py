@@ -1254,3 +1254,15 @@ def test_equal_rates_everywhere_are_never_evidence_of_a_difference():
 def test_a_missing_p_value_given_as_none_stays_missing():
     assert np.isnan(stats.holm([0.01, None, 0.04])[1]) and stats.holm([0.01, None, 0.04])[[0, 2]].tolist() == [0.02, 0.04]
     assert np.isnan(stats.benjamini_hochberg([0.01, None, 0.04])[1]) and stats.benjamini_hochberg([0.01, None, 0.04])[[0, 2]].tolist() == [0.02, 0.04]
+
+
+def test_disparity_takes_a_mask_of_ones_and_zeros_as_the_booleans_it_means():
+    e, w, s, labels = four_slices()
+    grouped = stats.slice_cells(errors=e, ref_words=w, clusters=s, slices=labels)
+    options = StatsOptions(n_resamples=200)
+    intervals = stats.slice_intervals(grouped, options)
+    by_bool = stats.disparity(intervals, grouped, options, eligible=np.array([True, False, True, True]))
+    by_int = stats.disparity(intervals, grouped, options, eligible=[1, 0, 1, 1])
+    assert by_int.slices_compared == by_bool.slices_compared == ("g0", "g2", "g3")
+    assert (by_int.worst_slice, by_int.best_slice) == (by_bool.worst_slice, by_bool.best_slice) == ("g3", "g0")
+    assert by_int.worst_minus_best == by_bool.worst_minus_best
