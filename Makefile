@@ -39,7 +39,7 @@ bench: install
 	$(BIN)/python benchmarks/transformers_backend.py --utterances 8 --batch-size 4 --max-new-tokens 8
 	$(BIN)/python benchmarks/scale.py
 
-# Mutation testing of the statistics, scoring and report rules (hours on two cores; see benchmarks/README.md).
+# Mutation testing of the statistics, scoring, report rules, runner, pipeline and store (hours on two cores; see benchmarks/README.md).
 mutation: install
 	$(BIN)/python -m pip install -q -e ".[test,hf,mutation]"
 	$(BIN)/python benchmarks/mutation.py --max-children 2
