@@ -1144,20 +1144,31 @@ def test_sign_flips_monte_carlo_redone_from_the_same_random_stream(monkeypatch):
     clusters = rng.permutation(differences.size)
     p, exact = stats._resampling.sign_flip_p_values(slices, clusters, differences, 4, 500, np.random.default_rng(9))
     assert exact.tolist() == [False, False, True, True] and p[2] == 1.0 and p[3] == 1.0
-    # By hand: the speakers that changed in the Monte Carlo slices, in sorted order, each flipped by one draw.
+    # By hand: the speakers that changed in the Monte Carlo slices, in sorted order, each flipped by one
+    # random bit per resample, the bits drawn eight to a byte, a row of bytes per speaker.
     changed = (differences != 0) & (slices < 2)
     speakers = np.unique(clusters[changed])
-    signs = np.random.default_rng(9).integers(0, 2, size=(500, speakers.size)) * 2.0 - 1.0
+    packed = np.random.default_rng(9).integers(0, 256, size=(speakers.size, (500 + 7) // 8), dtype=np.uint8)
+    signs = (np.unpackbits(packed, axis=1, count=500).T * 2.0 - 1.0)  # resamples x speakers
     for k in (0, 1):
         rows = changed & (slices == k)
         column = np.searchsorted(speakers, clusters[rows])
         flipped = np.abs(signs[:, column] @ differences[rows])
         observed = abs(differences[rows].sum())
         assert p[k] == pytest.approx((1 + np.count_nonzero(flipped >= observed - 1e-9 * max(1.0, observed))) / 501)
-    # The same in chunks of a few resamples.
+    # In chunks of a few resamples: each chunk draws its own bytes from the same stream, in turn.
     monkeypatch.setattr(stats._resampling, "CELLS_PER_CHUNK", 3 * speakers.size)
     chunked, _ = stats._resampling.sign_flip_p_values(slices, clusters, differences, 4, 500, np.random.default_rng(9))
-    assert chunked.tolist() == pytest.approx(p.tolist())
+    stream = np.random.default_rng(9)
+    counts = stats._resampling.chunk_sizes(500, speakers.size)
+    assert counts[0] == 3 and sum(counts) == 500
+    signs = np.vstack([np.unpackbits(stream.integers(0, 256, size=(speakers.size, (c + 7) // 8), dtype=np.uint8), axis=1, count=c).T * 2.0 - 1.0 for c in counts])
+    for k in (0, 1):
+        rows = changed & (slices == k)
+        flipped = np.abs(signs[:, np.searchsorted(speakers, clusters[rows])] @ differences[rows])
+        observed = abs(differences[rows].sum())
+        assert chunked[k] == pytest.approx((1 + np.count_nonzero(flipped >= observed - 1e-9 * max(1.0, observed))) / 501)
+    assert chunked[2:].tolist() == [1.0, 1.0]
 
 
 def test_cells_keep_label_types_counts_and_category_order():
