@@ -217,3 +217,29 @@ def test_load_run_with_columns_keeps_keys_tags_and_only_what_was_asked(replay_ru
     untagged = load_run(replay_run, texts=False, columns=["errors"], tags=False)
     assert set(untagged.frame.columns) == {*KEY_COLUMNS, "errors", "cluster"} and untagged.tag_columns == ()
     assert condition_keys(pd.DataFrame({"condition_key": ["white@10", "clean", "white@10", "babble@0"]})) == ["white@10", "clean", "babble@0"]
+
+
+def test_latency_percentiles_per_slice_and_overall_from_ok_rows_only():
+    import numpy as np
+
+    from harness.report.slices import COUNT_COLUMNS, SliceOptions, build_slice_table
+
+    rng = np.random.default_rng(5)
+    n = 60
+    frame = pd.DataFrame({
+        "status": ["ok"] * 50 + ["failed"] * 10, "cluster": [f"s{i % 12}" for i in range(n)],
+        "accent": pd.array(["a", "b", "c"] * 20, dtype="string"), "latency_s": rng.uniform(0.1, 2.0, n),
+    })
+    frame.loc[[3, 7], "latency_s"] = np.nan  # a backend that measured nothing for these
+    for name in COUNT_COLUMNS:
+        frame[name] = rng.integers(1, 9, n)
+    table = build_slice_table(frame, SliceOptions(by=("accent",), min_speakers=1, min_words=1))
+    ok = frame[frame["status"] == "ok"].dropna(subset=["latency_s"])
+    assert table.overall["n_latency"] == len(ok) == 48
+    assert table.overall["latency_p50_s"] == pytest.approx(ok["latency_s"].median())
+    assert table.overall["latency_p90_s"] == pytest.approx(ok["latency_s"].quantile(0.9))
+    for row in table.slices:
+        members = ok[ok["accent"] == row["by"]["accent"]]
+        assert row["n_latency"] == len(members)
+        assert (row["latency_p50_s"], row["latency_p90_s"]) == pytest.approx((members["latency_s"].median(), members["latency_s"].quantile(0.9)))
+        assert row["n_speakers"] == frame.loc[(frame["status"] == "ok") & (frame["accent"] == row["by"]["accent"]), "cluster"].nunique()
