@@ -100,7 +100,7 @@ def dimensions(options: SliceOptions) -> list[tuple[str, ...]]:
 
 @dataclass(frozen=True)
 class _Columns:
-    """The columns `summarize` reads, as numpy arrays, so slices are summed by their codes instead
+    """The columns `_summaries` reads, as numpy arrays, so slices are summed by their codes instead
     of copying a million-row frame per slice."""
 
     ok: np.ndarray
@@ -117,19 +117,15 @@ class _Columns:
         return cls(ok=ok, counts=counts, cluster=cluster, latency=latency)
 
 
-def summarize(frame: pd.DataFrame) -> dict[str, Any]:
-    """Counts and rates of one group of rows (a slice, or everything): pooled WER = errors / words.
+def _summaries(columns: _Columns, codes: np.ndarray, n: int) -> list[dict[str, Any]]:
+    """Counts and rates of every slice at once, `codes[i]` being row i's slice in [0, n) (all zeros:
+    everything as one): pooled WER = errors / words, sums by bincount, one pass per column whatever the
+    number of slices.
 
     `n_empty_reference` counts scored utterances whose reference normalised to no words: they add
     their insertions to the errors but no words, so a slice of such utterances has no WER (never
     silently dropped; reports warn about them).
     """
-    return _summaries(_Columns.of(frame), np.zeros(len(frame), dtype=np.int64), 1)[0]
-
-
-def _summaries(columns: _Columns, codes: np.ndarray, n: int) -> list[dict[str, Any]]:
-    """`summarize` of every slice at once, `codes[i]` being row i's slice in [0, n): sums by bincount,
-    one pass per column, whatever the number of slices."""
     ok = columns.ok
     ok_codes = codes[ok]
 
