@@ -29,7 +29,7 @@ from harness.audio import DEFAULT_MAX_DURATION_S
 from harness.errors import ConfigError, HarnessError, OutputError
 from harness.manifest import Manifest
 from harness.pipeline import reference_too_long  # noqa: F401 - part of the runner's interface
-from harness.rundir import CLEAN, EXPORT_FILE, RESULTS_FILE, RUN_FILE, read_run_record, write_run_record
+from harness.rundir import CLEAN, EXPORT_FILE, RESULTS_FILE, RUN_FILE, lock_run_dir, read_run_record, write_run_record
 from harness.store import ResultStore, result_schema, retryable_mask
 
 if TYPE_CHECKING:
@@ -372,20 +372,11 @@ def _output_error(error: OSError | sqlite3.Error, out_dir: Path, *, n_finished: 
 
 
 def _lock_run_dir(out_dir: Path):
-    """Hold an exclusive lock on the run directory: two processes resuming one run would race for rows."""
-    import fcntl
-
+    """`lock_run_dir`, with a folder that cannot be written reported as the run's output error."""
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(out_dir / ".lock", "w")  # noqa: SIM115 - held open for the whole run, closed in run_evaluation
+        return lock_run_dir(out_dir)
     except OSError as error:
         raise _output_error(error, out_dir, n_finished=0) from error
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise ConfigError(f"{out_dir} is in use by another asrfair process. Wait for it to finish (or stop it), then run again with --resume.") from None
-    return handle
 
 
 def _sum_stats(records: Any) -> dict[str, Any]:
