@@ -223,6 +223,11 @@ class ResultStore:
         except sqlite3.IntegrityError:
             (self.parts_dir / file).unlink(missing_ok=True)
             raise HarnessError(_duplicate_message(self, table)) from None
+        # A retryable failure committed now can be retried before this store closes.
+        if not self._retryable:
+            import pyarrow.compute as pc
+
+            self._retryable = bool(pc.any(retryable_mask(table)).as_py())
 
     def _replace_retryable(self, table: pa.Table) -> None:
         """Rows of this commit that retry a retryable failure supersede it, in the same transaction."""

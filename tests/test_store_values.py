@@ -177,6 +177,20 @@ def test_a_new_store_replaces_a_retry_within_its_own_session(tmp_path):
         assert store.count() == 1 and keyed(store.read_table(), "status", "errors") == [("u0", "clean", "ok", 3)]
 
 
+def test_a_retryable_failure_committed_in_this_session_is_replaced_by_its_retry(tmp_path):
+    """The store opened with no retryable rows; the first commit brings one: its retry must replace it."""
+    path = tmp_path / RESULTS_FILE
+    with ResultStore(path, schema=SCHEMA, commit_rows=1) as store:
+        store.write_batch(rows([0]) + rows([1], status="failed", failure="retryable"))
+        store.write_batch(rows([1], errors=4))
+        assert store.count() == 2 and store.retryable_keys() == set()
+        assert keyed(store.read_table(), "status", "errors") == [("u0", "clean", "ok", 1), ("u1", "clean", "ok", 4)]
+        # A permanent failure is never replaced: writing its key again is a duplicate.
+        store.write_batch(rows([2], status="failed", failure="permanent"))
+        with pytest.raises(HarnessError):
+            store.write_batch(rows([2]))
+
+
 def test_discarded_rows_are_skipped_by_readers_until_written_again(tmp_path):
     path = tmp_path / RESULTS_FILE
     store = ResultStore(path, schema=SCHEMA, commit_rows=100)
