@@ -52,6 +52,27 @@ def test_report_unknown_tag_exit_2(tmp_path, generated_manifest):
     assert us["n_utterances"] == 6 and us["errors"] == us["ref_words"] - 6
 
 
+def test_report_process_imports_only_what_a_report_needs(tmp_path, generated_manifest):
+    """Start-up is most of a small report's time (#10: within 2x of `import pandas`). scipy.stats alone
+    would add 0.6 s, pyarrow.parquet 0.08 s (a stored run is read from its Arrow parts), the runner and
+    the audio stack more; a report's process must load none of them."""
+    hypotheses = tmp_path / "h.tsv"
+    hypotheses.write_text("id\thypothesis\nus_0\tthe cat sat on the mat\n")
+    run = runner.invoke(app, ["run", str(generated_manifest), "--backend", "replay", "--backend-arg", f"hypotheses={hypotheses}", "--out", str(tmp_path / "run")])
+    assert run.exit_code == 0, run.output
+    heavy = ("scipy.stats", "pyarrow.parquet", "pyarrow.dataset", "harness.runner", "harness.audio", "soundfile", "soxr", "jiwer", "torch", "ray")
+    code = (
+        "import sys\nfrom harness.cli import app\n"
+        f"try:\n    app(['report', {str(tmp_path / 'run')!r}, '--by', 'accent', '--min-speakers', '2', '--min-words', '10'])\n"
+        "except SystemExit as stop:\n    assert not stop.code, stop.code\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\nprint('scipy.special' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded, special = result.stdout.strip().splitlines()[-2:]
+    assert loaded == "[]"
+    assert special == "True"  # the slices' t intervals: the check above sees a real report's imports
+
+
 def test_help_shows_no_type_after_flags_that_take_no_value():
     for command in (["run", "--help"], ["report", "--help"], ["noise", "add", "--help"], ["--help"]):
         result = runner.invoke(app, command)
