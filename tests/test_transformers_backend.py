@@ -290,7 +290,57 @@ def test_whisper_generation_is_bounded_by_audio_duration(whisper_dir):
 
     # The tokenizer has no merges, so each generated token is one character.
     assert bound - 2 <= len(text) <= bound
-    assert "ceil(25 x seconds" in backend.describe()["max_new_tokens_rule"]
+    assert "ceil(25 x each clip's own seconds)" in backend.describe()["max_new_tokens_rule"]
+
+
+@pytest.fixture(scope="module")
+def whisper_letters_dir(whisper_dir, tmp_path_factory) -> Path:
+    """The tiny Whisper, allowed to generate only a-z and end-of-text: one character per token, and no
+    timestamp tokens (which the random decoder otherwise emits, sending Whisper into further segments)."""
+    import shutil
+    import string
+
+    from transformers import GenerationConfig, WhisperTokenizer
+
+    directory = tmp_path_factory.mktemp("tiny-whisper-letters")
+    shutil.copytree(whisper_dir, directory, dirs_exist_ok=True)
+    tokenizer = WhisperTokenizer.from_pretrained(directory)
+    allowed = {tokenizer.convert_tokens_to_ids(char) for char in string.ascii_lowercase} | {tokenizer.convert_tokens_to_ids("<|endoftext|>")}
+    generation = GenerationConfig.from_pretrained(directory)
+    generation.suppress_tokens = [token for token in range(len(tokenizer)) if token not in allowed]
+    generation.save_pretrained(directory)
+    return directory
+
+
+def test_each_clip_of_a_batch_is_bounded_by_its_own_duration(whisper_letters_dir):
+    """A short clip batched with longer ones keeps its own bound: its transcript is the one it gets alone.
+    (The random decoder never stops, so a bound shared by the batch would run it to the longest clip's.)"""
+    alone = load_backend("transformers", {"model": str(whisper_letters_dir), "language": "en"})
+    batched = load_backend("transformers", {"model": str(whisper_letters_dir), "language": "en", "batch_size": "4"})
+    clips = [_request("short", 0.5), _request("long", 3.0), _request("middle", 1.3), _request("shortest", 0.2)]
+
+    together = batched.transcribe(clips)
+
+    assert together == [alone.transcribe([clip])[0] for clip in clips]
+    assert [len(text) for text in together] == [alone.max_new_tokens_for(clip.samples.size / RATE_HZ) for clip in clips] == [23, 85, 43, 15]
+    assert "each clip's own seconds" in batched.describe()["max_new_tokens_rule"]
+
+
+def test_row_token_bounds_end_each_row_at_its_own_bound():
+    from harness.backends.transformers import _RowTokenBounds
+
+    processor = _RowTokenBounds([1, 3], [7], beams=2)  # rows 0-1 are item 0's beams, rows 2-3 item 1's
+    prompt = torch.zeros((4, 4), dtype=torch.long)
+    scores = torch.zeros((4, 10))
+    assert torch.equal(processor(prompt, scores), scores)  # nothing generated yet
+    after_one = processor(torch.zeros((4, 5), dtype=torch.long), scores)
+    assert torch.isneginf(after_one[:2]).sum() == 2 * 9 and (after_one[:2, 7] == 0).all()  # item 0: only end-of-text
+    assert torch.equal(after_one[2:], scores[2:]) and torch.equal(scores, torch.zeros((4, 10)))  # item 1 free; input untouched
+    assert torch.isneginf(processor(torch.zeros((4, 7), dtype=torch.long), scores)[2:]).sum() == 2 * 9  # item 1 at 3
+    # A new generate() call (Whisper's next segment) counts from its own prompt again.
+    assert torch.equal(processor(torch.zeros((4, 4), dtype=torch.long), scores), scores)
+    # Whisper dropped finished rows: the rows no longer match the items, so only max_new_tokens applies.
+    assert torch.equal(processor(torch.zeros((2, 9), dtype=torch.long), torch.zeros((2, 10))), torch.zeros((2, 10)))
 
 
 def test_progress_is_reported_inside_a_batch(whisper_dir):

@@ -31,8 +31,8 @@ OPTIONS = (
     "max_tokens_per_s",
 )
 WARMUP_S = 1.0
-# Decoding cannot run away: with no max_new_tokens given, a batch may generate at most
-# TOKENS_PER_S tokens per second of its longest audio plus TOKEN_ALLOWANCE. Fast English speech is
+# Decoding cannot run away: with no max_new_tokens given, each clip may generate at most
+# TOKENS_PER_S tokens per second of its own audio plus TOKEN_ALLOWANCE. Fast English speech is
 # about 7 Whisper tokens a second and languages written in multi-byte scripts about three times that,
 # so the bound never cuts a real transcript, while a decoder stuck in a loop stops after a few dozen tokens.
 TOKENS_PER_S = 25.0
@@ -47,12 +47,14 @@ class TransformersBackend(Backend):
     device (auto picks cuda when available), dtype (auto: bfloat16/float16 on cuda, float32 elsewhere),
     batch_size, language and task (generating models only, e.g. Whisper), chunk_length_s (chunked
     long-form), num_beams (default 1: greedy; the pipeline's own default is a 5-beam search costing
-    about 3.5x as much on CPU), max_new_tokens (default: bounded by each batch's longest audio at
+    about 3.5x as much on CPU), max_new_tokens (default: bounded by each clip's own duration at
     max_tokens_per_s, 25 unless given). describe() records the settings in effect.
 
     Whisper audio longer than 30 s is decoded with Whisper's sequential long-form algorithm, one
     utterance at a time, unless chunk_length_s is given. CTC outputs are cut to each utterance's own
-    frames, so a transcript does not depend on which other utterances share its batch.
+    frames, and each generated transcript ends at its own clip's token bound (a batch generates up to
+    its longest clip's, and `_RowTokenBounds` ends the others at theirs), so a transcript does not
+    depend on which other utterances share its batch.
     """
 
     name = "transformers"
@@ -69,7 +71,7 @@ class TransformersBackend(Backend):
         BackendOption(name="chunk_length_s", help="chunked long-form decoding with this chunk length"),
         BackendOption(name="num_beams", default=1, help="beam width; 1 is greedy"),
         BackendOption(name="max_new_tokens", help="fixed cap on generated tokens (default: bounded by audio duration)"),
-        BackendOption(name="max_tokens_per_s", default=TOKENS_PER_S, help=f"the duration bound: tokens per second of the longest audio in a batch, plus {TOKEN_ALLOWANCE}"),
+        BackendOption(name="max_tokens_per_s", default=TOKENS_PER_S, help=f"the duration bound: tokens per second of each clip's audio, plus {TOKEN_ALLOWANCE}"),
     )
 
     def __init__(
@@ -188,6 +190,12 @@ class TransformersBackend(Backend):
             longest_s = max(item["raw"].shape[0] for item in items) / self.sample_rate_hz
         kwargs = dict(self._call_kwargs)
         kwargs["generate_kwargs"] = {**self.generate_kwargs, "max_new_tokens": self.max_new_tokens_for(longest_s)}
+        if len(items) > 1 and not long_form and self.chunk_length_s is None:
+            bounds = [self.max_new_tokens_for(item["raw"].shape[0] / self.sample_rate_hz) for item in items]
+            if min(bounds) < max(bounds):
+                eos = self._pipe.model.generation_config.eos_token_id
+                processor = _RowTokenBounds(bounds, eos if isinstance(eos, list) else [eos], beams=self.generate_kwargs.get("num_beams", 1))
+                kwargs["generate_kwargs"]["logits_processor"] = [processor]
         return kwargs
 
     def describe(self) -> dict[str, Any]:
@@ -205,7 +213,8 @@ class TransformersBackend(Backend):
             "max_new_tokens_rule": (
                 None if not self._generates
                 else f"fixed at {self.max_new_tokens}" if self.max_new_tokens is not None
-                else f"ceil({self.max_tokens_per_s:g} x seconds of the longest audio in the batch) + {TOKEN_ALLOWANCE}, at most {self._max_new_tokens_cap}"
+                else f"ceil({self.max_tokens_per_s:g} x each clip's own seconds) + {TOKEN_ALLOWANCE}, at most {self._max_new_tokens_cap}; "
+                "a 30 s window of long-form or chunked audio counts as 30 s"
             ),
             "pipeline_generation_defaults": _jsonable(defaults) if self._generates and defaults else None,
             "pipeline_type": self._kind,
@@ -274,6 +283,44 @@ class TransformersBackend(Backend):
         if self.chunk_length_s is not None:
             options["chunk_length_s"] = self.chunk_length_s
         return ", ".join(f"{key}={value}" for key, value in options.items())
+
+
+class _RowTokenBounds:
+    """A logits processor that ends row i of a batch with end-of-text once it has generated bounds[i] tokens.
+
+    generate() has one max_new_tokens per call, which a batch sets to its longest clip's bound; without
+    this, a decoder that loops on a short clip would run on to the long clip's bound, and the clip's
+    transcript would depend on its batch. Forcing end-of-text at the row's own bound gives the tokens that
+    greedy decoding (the default) of the clip alone gives with max_new_tokens = its bound: decoding is
+    causal, and end-of-text is not part of the text. (A beam search keeps the bound, but may rank its
+    finished beams differently.) Rows are batch items in order, each repeated `beams` times.
+    Whisper may call generate() again for later segments of a row with fewer rows; the counts restart
+    with each call, and a call with a different number of rows is left to max_new_tokens.
+    """
+
+    def __init__(self, bounds: list[int], eos_token_ids: list[int], *, beams: int = 1) -> None:
+        self.bounds = bounds
+        self.eos_token_ids = eos_token_ids
+        self.beams = beams
+        self._prompt_length: int | None = None
+        self._last_length: int | None = None
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        length = int(input_ids.shape[1])
+        if self._last_length is None or length <= self._last_length:
+            self._prompt_length = length  # the first step of a generate() call
+        self._last_length = length
+        if input_ids.shape[0] != len(self.bounds) * self.beams:
+            return scores
+        generated = length - self._prompt_length
+        done = [row for row in range(input_ids.shape[0]) if generated >= self.bounds[row // self.beams]]
+        if not done:
+            return scores
+        scores = scores.clone()
+        forced = scores[done].fill_(float("-inf"))
+        forced[:, self.eos_token_ids] = 0.0
+        scores[done] = forced
+        return scores
 
 
 def _load_pipeline(transformers: Any, torch: Any, model: str, device: str, dtype: Any) -> Any:
