@@ -192,8 +192,8 @@ class TransformersBackend(Backend):
         kwargs["generate_kwargs"] = {**self.generate_kwargs, "max_new_tokens": self.max_new_tokens_for(longest_s)}
         if len(items) > 1 and not long_form and self.chunk_length_s is None:
             bounds = [self.max_new_tokens_for(item["raw"].shape[0] / self.sample_rate_hz) for item in items]
-            if min(bounds) < max(bounds):
-                eos = self._pipe.model.generation_config.eos_token_id
+            eos = getattr(self._pipe.model.generation_config, "eos_token_id", None)
+            if min(bounds) < max(bounds) and eos is not None:  # with no end-of-text token, max_new_tokens alone bounds the batch
                 processor = _RowTokenBounds(bounds, eos if isinstance(eos, list) else [eos], beams=self.generate_kwargs.get("num_beams", 1))
                 kwargs["generate_kwargs"]["logits_processor"] = [processor]
         return kwargs
@@ -214,7 +214,7 @@ class TransformersBackend(Backend):
                 None if not self._generates
                 else f"fixed at {self.max_new_tokens}" if self.max_new_tokens is not None
                 else f"ceil({self.max_tokens_per_s:g} x each clip's own seconds) + {TOKEN_ALLOWANCE}, at most {self._max_new_tokens_cap}; "
-                "a 30 s window of long-form or chunked audio counts as 30 s"
+                "a window of long-form or chunked audio counts as its length (30 s, or chunk_length_s)"
             ),
             "pipeline_generation_defaults": _jsonable(defaults) if self._generates and defaults else None,
             "pipeline_type": self._kind,
