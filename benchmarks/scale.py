@@ -8,7 +8,7 @@ Measures, each as the best of --repeats interleaved runs of fresh processes:
 It checks that both sides give the same per-utterance errors and the same WER, and prints the
 ratios, peak memory (max RSS of the process) and cost per utterance as markdown.
 
-  python benchmarks/scale.py                          # 10k, 100k, 1M (about 10 minutes on 2 cores)
+  python benchmarks/scale.py                          # 10k, 100k, 1M (about 7 minutes on 2 cores, once the data exist)
   python benchmarks/scale.py --sizes 10000,100000     # quicker
   python benchmarks/scale.py --only report,slices,compare --sizes 1000000   # after changing the statistics
 
