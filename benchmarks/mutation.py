@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # The runner's core: planning what is not stored, and the counts a session records (not run_evaluation's
 # plumbing, the out-folder checks or the error messages).
-RUNNER = ("Conditionǁkey", "build_conditions", "plan_work", "_count_failed", "_count_cached", "_keys", "_count_in", "_sum_stats", "_open_run")
+RUNNER = ("Conditionǁkey", "build_conditions", "plan_work", "_count_failed", "_count_cached", "_count_in", "_sum_stats", "_open_run")
 # One unit of work: preparing (decoding, limits, per-utterance noise seeds, babble), transcribing in
 # batches with failures isolated, scoring into result rows.
 PIPELINE = (
@@ -35,7 +35,7 @@ STORE = (
     "ResultStoreǁcount", "ResultStoreǁdone_keys", "ResultStoreǁretryable_keys", "ResultStoreǁfailure_counts",
     "ResultStoreǁread_table", "ResultStoreǁ_listed_only", "ResultStoreǁ_stored_schema", "ResultStoreǁ_next_part",
     "ResultStoreǁ_superseded", "ResultStoreǁ_remove_orphans",
-    "result_schema", "conform", "rows_to_table", "retryable_mask", "tag_names_of", "_insert_keys", "_drop_superseded",
+    "result_schema", "conform", "rows_to_table", "row_keys", "retryable_mask", "tag_names_of", "_insert_keys", "_drop_superseded",
     "_read_part", "_duplicate_message", "_is_legacy", "_schema_json", "_schema_from_json",
 )
 

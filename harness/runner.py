@@ -12,7 +12,6 @@ import datetime as dt
 import errno
 import json
 import platform
-import re
 import sqlite3
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from harness.errors import ConfigError, HarnessError, OutputError
 from harness.manifest import Manifest
 from harness.pipeline import reference_too_long  # noqa: F401 - part of the runner's interface
 from harness.rundir import CLEAN, EXPORT_FILE, RESULTS_FILE, RUN_FILE, lock_run_dir, read_run_record, write_run_record
-from harness.store import ResultStore, result_schema, retryable_mask
+from harness.store import ResultStore, result_schema, retryable_mask, row_keys
 
 if TYPE_CHECKING:
     from harness.backends import Backend, BackendFactory
@@ -300,7 +299,7 @@ def plan_work(manifest: Manifest, conditions: Sequence[Condition], store: Result
             if len(done_ids):
                 todo[:, j] = ~pc.is_in(ids, value_set=done_ids.combine_chunks()).to_numpy(zero_copy_only=False)
     rows, condition_indices = np.nonzero(todo)
-    return rows.astype(np.int64), condition_indices.astype(np.int32), _keys(retrying)
+    return rows.astype(np.int64), condition_indices.astype(np.int32), row_keys(retrying)
 
 
 def _count_failed(table: Any) -> int:
@@ -316,19 +315,12 @@ def _count_cached(table: Any) -> int:
     return int(pc.sum(pc.equal(table.column("attempts"), 0)).as_py() or 0)
 
 
-def _keys(table: Any) -> Any:
-    """(utterance_id, condition_key) of each row as one string column, for membership tests."""
-    import pyarrow.compute as pc
-
-    return pc.binary_join_element_wise(table.column("utterance_id"), table.column("condition_key"), "\x1f")
-
-
 def _count_in(table: Any, keys: Any) -> int:
     import pyarrow.compute as pc
 
     if not len(keys):
         return 0
-    return int(pc.sum(pc.is_in(_keys(table), value_set=keys.combine_chunks() if hasattr(keys, "combine_chunks") else keys)).as_py() or 0)
+    return int(pc.sum(pc.is_in(row_keys(table), value_set=keys.combine_chunks() if hasattr(keys, "combine_chunks") else keys)).as_py() or 0)
 
 
 def _check_out_dir(out_dir: Path, *, resume: bool) -> None:

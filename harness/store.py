@@ -24,6 +24,9 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from harness.errors import ConfigError, HarnessError
+# Tags are columns named "tag.<name>", in a manifest's table and in the results alike (a unit's tag
+# columns become result columns as they are): one prefix, the manifest table's.
+from harness.manifest_table import TAG_PREFIX
 from harness.rundir import PARTS_DIR, RESULTS_FILE  # noqa: F401 - the run directory module owns file names; re-exported here
 
 if TYPE_CHECKING:
@@ -32,8 +35,6 @@ if TYPE_CHECKING:
 # SQLite's names for "this file is not a database" and "its pages are damaged".
 DAMAGED = ("SQLITE_NOTADB", "SQLITE_CORRUPT")
 ARROW_SUFFIX = ".arrow"  # parts; a part named .parquet (written by hand, say) is read too
-# Tags are columns named "tag.<name>": their names vary per manifest and cannot shadow a result column.
-TAG_PREFIX = "tag."
 
 # (column, Arrow type). Noise provenance stays JSON text: it is nested, varies per profile and is
 # read by people, never sliced on.
@@ -231,10 +232,16 @@ class ResultStore:
 
     def _replace_retryable(self, table: pa.Table) -> None:
         """Rows of this commit that retry a retryable failure supersede it, in the same transaction."""
-        keys = json.dumps(list(zip(table.column("utterance_id").to_pylist(), table.column("condition_key").to_pylist())))
-        match = "status = 'failed' AND failure = 'retryable' AND (utterance_id, condition_key) IN (SELECT value->>0, value->>1 FROM json_each(?))"
-        self._connection.execute(f"INSERT INTO superseded SELECT utterance_id, condition_key, part FROM results WHERE {match}", (keys,))
-        self._connection.execute(f"DELETE FROM results WHERE {match}", (keys,))
+        pairs = list(zip(table.column("utterance_id").to_pylist(), table.column("condition_key").to_pylist()))
+        retryable = "status = 'failed' AND failure = 'retryable'"
+        if not _JSON_EACH:  # SQLite before 3.38: no ->> operator; bind the keys row by row, as _insert_keys does
+            match = f"{retryable} AND utterance_id = ? AND condition_key = ?"
+            self._connection.executemany(f"INSERT INTO superseded SELECT utterance_id, condition_key, part FROM results WHERE {match}", pairs)
+            self._connection.executemany(f"DELETE FROM results WHERE {match}", pairs)
+            return
+        match = f"{retryable} AND (utterance_id, condition_key) IN (SELECT value->>0, value->>1 FROM json_each(?))"
+        self._connection.execute(f"INSERT INTO superseded SELECT utterance_id, condition_key, part FROM results WHERE {match}", (json.dumps(pairs),))
+        self._connection.execute(f"DELETE FROM results WHERE {match}", (json.dumps(pairs),))
 
     def discard(self, keys: Iterable[tuple[str, str]]) -> int:
         """Forget stored rows so the run does them again (e.g. failed ones); returns how many."""
@@ -361,9 +368,8 @@ class ResultStore:
         import pyarrow.compute as pc
 
         with self._checked():
-            listed = [f"{u}\x1f{c}" for u, c in self._connection.execute("SELECT utterance_id, condition_key FROM results")]
-        combined = pc.binary_join_element_wise(table.column("utterance_id"), table.column("condition_key"), "\x1f")
-        return table.filter(pc.is_in(combined, value_set=pa.array(listed, type=pa.string())))
+            listed = [f"{u}{KEY_SEPARATOR}{c}" for u, c in self._connection.execute("SELECT utterance_id, condition_key FROM results")]
+        return table.filter(pc.is_in(row_keys(table), value_set=pa.array(listed, type=pa.string())))
 
     def to_frame(self) -> pd.DataFrame:
         return self.read_table().to_pandas()
@@ -428,6 +434,16 @@ def rows_to_table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.Ta
                     value = json.dumps(value, sort_keys=True, ensure_ascii=False)
             columns[name].append(value)
     return pa.table({name: pa.array(values, type=schema.field(name).type) for name, values in columns.items()}, schema=schema)
+
+
+KEY_SEPARATOR = "\x1f"  # a control character no utterance id or condition key contains
+
+
+def row_keys(table: pa.Table) -> pa.ChunkedArray:
+    """(utterance_id, condition_key) of each row as one string column, for membership tests."""
+    import pyarrow.compute as pc
+
+    return pc.binary_join_element_wise(table.column("utterance_id"), table.column("condition_key"), KEY_SEPARATOR)
 
 
 def retryable_mask(table: pa.Table, *, invert: bool = False) -> pa.Array:

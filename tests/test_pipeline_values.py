@@ -30,9 +30,9 @@ from harness.pipeline import (
     transcribe_unit,
     work_utterances,
 )
-from harness.runner import Condition, _count_cached, _count_failed, _count_in, _keys, _open_run, _sum_stats, build_conditions, plan_work
+from harness.runner import Condition, _count_cached, _count_failed, _count_in, _open_run, _sum_stats, build_conditions, plan_work
 from harness.seeding import rng_for, seed_for
-from harness.store import RESULTS_FILE, ResultStore, result_schema
+from harness.store import RESULTS_FILE, ResultStore, result_schema, row_keys
 
 RATE = 16000
 
@@ -177,7 +177,7 @@ def test_session_counts():
                       "status": ["ok", "failed", "failed", "ok"], "attempts": pa.array([0, 1, None, 0], type=pa.int64())})
     assert _count_failed(table) == 2 and _count_cached(table) == 2
     assert _count_failed(table.slice(0, 1)) == 0 and _count_cached(table.slice(1, 2)) == 0
-    assert _keys(table).to_pylist() == ["a\x1fclean", "b\x1fclean", "c\x1fx", "d\x1fclean"]
+    assert row_keys(table).to_pylist() == ["a\x1fclean", "b\x1fclean", "c\x1fx", "d\x1fclean"]
     assert _count_in(table, pa.array(["b\x1fclean", "c\x1fclean", "d\x1fclean"])) == 2
     assert _count_in(table, pa.chunked_array([["c\x1fx"], ["a\x1fclean"]])) == 2
     assert _count_in(table, pa.array([], type=pa.string())) == 0 and _count_in(table, pa.array(["a\x1fx"])) == 0

@@ -125,8 +125,8 @@ def test_the_ledger_holds_each_rows_status_and_failure(tmp_path):
 
 @pytest.mark.parametrize("json_each", [True, False], ids=["json_each", "sqlite-before-3.38"])
 def test_both_ways_of_writing_the_ledger_write_the_same_rows(tmp_path, monkeypatch, json_each):
-    """SQLite before 3.38 has no json_each: keys are then bound row by row. Both must give one ledger row
-    per result, with its part, status and failure, and refuse a duplicate."""
+    """SQLite before 3.38 has no ->> operator: keys are then bound row by row. Both must give one ledger
+    row per result, with its part, status and failure, refuse a duplicate and replace a retried failure."""
     import harness.store
 
     monkeypatch.setattr(harness.store, "_JSON_EACH", json_each)
@@ -136,11 +136,13 @@ def test_both_ways_of_writing_the_ledger_write_the_same_rows(tmp_path, monkeypat
         store.write_batch(rows([0], condition="pink", status="failed", failure="retryable") + rows([3], status="failed"))
         with pytest.raises(HarnessError, match="u1"):
             store.write_batch(rows([1]))
+        store.write_batch(rows([0], condition="pink", errors=2))  # the retry replaces the retryable failure
     with sqlite3.connect(path) as connection:
         assert sorted(connection.execute("SELECT utterance_id, condition_key, status, failure, part FROM results")) == [
-            ("u0", "clean", "ok", None, 1), ("u0", "pink", "failed", "retryable", 2), ("u1", "clean", "ok", None, 1),
+            ("u0", "clean", "ok", None, 1), ("u0", "pink", "ok", None, 3), ("u1", "clean", "ok", None, 1),
             ("u2", "clean", "failed", "permanent", 1), ("u3", "clean", "failed", None, 2),
         ]
+        assert list(connection.execute("SELECT utterance_id, condition_key, part FROM superseded")) == [("u0", "pink", 2)]
 
 
 def test_an_empty_store_counts_nothing(tmp_path):

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from harness.errors import ConfigError
+from harness.manifest_table import TAG_PREFIX
 from harness.pipeline import CONDITION_INDEX, WORK_COLUMNS, BabbleCandidates, WorkSpec
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ class Job:
 
     def unit(self, start: int, stop: int) -> pa.Table:
         """Work rows [start, stop) as a table: the manifest columns a worker needs, plus the condition."""
-        columns = [*WORK_COLUMNS, *(name for name in self.manifest.column_names if name.startswith("tag."))]
+        columns = [*WORK_COLUMNS, *(name for name in self.manifest.column_names if name.startswith(TAG_PREFIX))]
         rows = self.manifest.select(columns).take(pa.array(self.rows[start:stop]))
         return rows.append_column(CONDITION_INDEX, pa.array(self.condition_indices[start:stop], type=pa.int32()))
 
